@@ -1,0 +1,369 @@
+"""The interviewer as a caller meets it: what it hears, what it asks next, what it texts."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+
+from voice_app.interviewer import (
+    SMS_LIMIT,
+    FollowUp,
+    analyze,
+    deeper_marker,
+    gsm7_safe,
+    is_gsm7,
+    normalize,
+    pick_follow_up,
+    summarize,
+)
+from voice_app.rules import QuestionRules, load_question
+
+
+@pytest.fixture(scope="module")
+def rules() -> QuestionRules:
+    return load_question("accomplishment")
+
+
+# Answers as Vosk writes them: lowercase, no punctuation, numbers as words, fillers kept.
+# Each with the dimensions a hiring manager would hear in it, and some they would not.
+TRANSCRIPTS: dict[str, tuple[str, set[str], set[str]]] = {
+    "nurse": (
+        "um so i was working as a staff nurse on a really busy surgical ward and uh the problem "
+        "was patients were waiting like four hours to be discharged so i rewrote the discharge "
+        "checklist and i trained the other nurses on it and we got the wait down from four hours "
+        "to about ninety minutes and you know what i learned was that you have to bring the "
+        "night shift in early i was really proud of that because patients could go home sooner",
+        {"context", "contribution", "results", "helping_others", "reflection", "values"},
+        {"company_goals", "above_and_beyond"},
+    ),
+    "teacher": (
+        "i think my biggest accomplishment was uh when i joined a school where the year eleven "
+        "maths results were the worst in the district and i set up after school revision clubs "
+        "on my own time and um the pass rate went from forty percent to seventy two percent in "
+        "two years and it meant a lot to me because a lot of those kids were the first in their "
+        "families to go to college",
+        {"context", "contribution", "above_and_beyond", "results", "values"},
+        {"reflection", "company_goals"},
+    ),
+    "engineer_we_only": (
+        "so we built a new deployment pipeline and the team moved everything over to it and we "
+        "reduced the release time from two days to about three hours and uh we were all really "
+        "happy with it",
+        {"results"},
+        {"contribution", "values", "reflection"},
+    ),
+    "sales": (
+        "uh last year i closed the biggest deal in the history of our region it was about two "
+        "hundred thousand dollars and um i did that by spending three months understanding what "
+        "the client actually needed and i finished thirty percent ahead of my quarterly target",
+        {"context", "contribution", "results", "company_goals"},
+        {"reflection", "helping_others"},
+    ),
+    "warehouse": (
+        "um i work in a warehouse as a shift lead and uh we had a problem with picking errors so "
+        "i um came up with a colour coding system for the shelves and i showed the new starters "
+        "how it works and picking errors dropped by half in the first month and it wasn't part "
+        "of my job i did it on the weekend",
+        {"context", "contribution", "helping_others", "results", "above_and_beyond"},
+        {"reflection", "values"},
+    ),
+    "restaurant": (
+        "honestly i would say uh it was turning around a restaurant that was losing money i was "
+        "the assistant manager at the time and i redesigned the menu and the rotas and um the "
+        "first version didn't work at all staff hated it so looking back i should have asked "
+        "them first and by the end of the year we were profitable again",
+        {"context", "contribution", "reflection", "results"},
+        {"values", "helping_others"},
+    ),
+    "care_worker": (
+        "uh i'm a care assistant and um one thing i'm proud of is i noticed one of our residents "
+        "wasn't eating and i spoke to the family and found out she only liked her mum's recipes "
+        "so i cooked them on my day off and she started eating again",
+        {"context", "values", "contribution", "above_and_beyond"},
+        {"company_goals", "reflection"},
+    ),
+    "nurse_team_effort": (
+        "so on our ward we introduced hourly rounding and the team reduced patient falls by a "
+        "third over six months it was a real team effort everyone pitched in",
+        {"context", "results"},
+        {"contribution", "values", "reflection"},
+    ),
+    "project_manager": (
+        "the company's strategy that year was to move everything to the cloud and i was "
+        "responsible for the migration of our billing system uh i mentored two junior engineers "
+        "through it and we finished three weeks ahead of schedule and under budget",
+        {"company_goals", "contribution", "helping_others", "results"},
+        {"reflection", "values"},
+    ),
+    "forklift_driver": (
+        "uh so i drive a forklift and um i noticed near misses at the loading bay so i reported "
+        "it and suggested painted walkways and uh now we have had zero accidents for a year and "
+        "the site manager asked me to train the other drivers",
+        {"contribution", "results", "helping_others"},
+        {"values", "reflection"},
+    ),
+    "retail_manager": (
+        "when i joined the store as a manager the problem was staff turnover was fifty percent a "
+        "year and the company goal was keeping good people so i personally redesigned the "
+        "training and i mentored every new starter on my own time and turnover dropped to "
+        "fifteen percent it matters to me because i started on the shop floor myself and "
+        "looking back i would have involved the team sooner",
+        {"context", "company_goals", "contribution", "helping_others", "above_and_beyond",
+         "results", "values", "reflection"},
+        set(),
+    ),
+    "teacher_no_results": (
+        "i ran a reading club for a term um we didn't hit the target we never measured anything "
+        "really but i learned a lot about patience",
+        {"contribution", "reflection"},
+        {"results", "company_goals"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSCRIPTS))
+def test_vosk_style_answers_show_what_a_hiring_manager_hears(
+    rules: QuestionRules, name: str
+) -> None:
+    text, shows, lacks = TRANSCRIPTS[name]
+    analysis = analyze(rules, [text])
+    found = {dim for dim, result in analysis.dimensions.items() if result.present}
+    assert shows <= found, f"missed {shows - found}"
+    assert not lacks & found, f"wrongly found {lacks & found}"
+
+
+def test_evidence_quotes_the_callers_own_words(rules: QuestionRules) -> None:
+    text = TRANSCRIPTS["nurse"][0]
+    results = analyze(rules, [text]).dimensions["results"]
+    assert results.evidence[0] == "we got the wait down from four hours to about ninety minutes"
+    for result in analyze(rules, [text]).dimensions.values():
+        for quote in result.evidence:
+            assert quote in text
+            assert len(quote.split()) <= 12
+
+
+def test_evidence_leaves_out_fillers_and_keeps_typed_punctuation(rules: QuestionRules) -> None:
+    analysis = analyze(rules, ["Well, um, we cut costs by 20% last year. I um, rewrote the rota."])
+    assert analysis.dimensions["results"].evidence[0] == "we cut costs by 20% last year"
+    assert analysis.dimensions["contribution"].evidence[0] == "I rewrote the rota"
+
+
+def test_typed_answer_with_digits_reads_like_the_spoken_one(rules: QuestionRules) -> None:
+    spoken = analyze(
+        rules, ["we cut costs by twenty percent and saved two hundred thousand dollars"]
+    )
+    typed = analyze(rules, ["We cut costs by 20%, and saved $200,000!"])
+    assert spoken.dimensions["results"].present and typed.dimensions["results"].present
+    assert normalize("We cut costs by 20%, and saved $200,000!") == (
+        "we cut costs by 20 percent and saved 200000 dollars"
+    )
+
+
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "the error rate fell about twelve percent",
+        "it made the line three times faster",
+        "it was worth two hundred thousand dollars",
+        "we went from forty two to one hundred and five",
+        "nine out of ten parents said yes",
+        "it brought in one point five million",
+        "it was 3x faster",
+        "about \u00a35k in the end",
+    ],
+)
+def test_numbers_as_words_or_digits_count_as_measured_results(
+    rules: QuestionRules, spoken: str
+) -> None:
+    assert analyze(rules, [spoken]).dimensions["results"].present
+
+
+def test_an_answer_only_about_we_lacks_contribution(rules: QuestionRules) -> None:
+    answer = (
+        "we built the new intake process together and the team cut waiting lists by a third "
+        "i think we were a great team and i was part of it"
+    )
+    assert not analyze(rules, [answer]).dimensions["contribution"].present
+    assert analyze(rules, [answer.replace("we built", "i built")]).dimensions[
+        "contribution"
+    ].present
+
+
+@pytest.mark.parametrize(
+    ("negated", "plain"),
+    [
+        ("we never measured it", "we measured it"),
+        ("it was not on time", "it was on time"),
+        ("honestly we didn't really improve much", "honestly we really improved much"),
+        ("nothing went wrong", "something went wrong"),
+    ],
+)
+def test_a_negated_keyword_does_not_count(rules: QuestionRules, negated: str, plain: str) -> None:
+    def shown(text: str) -> set[str]:
+        return {n for n, r in analyze(rules, [text]).dimensions.items() if r.present}
+
+    assert shown(plain) - shown(negated), "the negation should remove what the plain text shows"
+
+
+def test_look_alike_negations_do_not_cancel(rules: QuestionRules) -> None:
+    analysis = analyze(rules, ["patients no longer waited and not only did we cut costs"])
+    assert analysis.dimensions["results"].present
+    after_but = analyze(rules, ["we did not hit it at first but then we reduced the backlog"])
+    assert after_but.dimensions["results"].present
+
+
+def test_the_whole_conversation_counts(rules: QuestionRules) -> None:
+    main = "we built a new rota for the night shift"
+    assert not analyze(rules, [main]).dimensions["contribution"].present
+    both = analyze(rules, [main, "uh my part was i talked to every nurse first"])
+    assert both.dimensions["contribution"].present
+
+
+def test_follow_up_probes_the_first_missing_dimension_by_order(rules: QuestionRules) -> None:
+    analysis = analyze(rules, [TRANSCRIPTS["engineer_we_only"][0]])
+    missing = [n for n in rules.probe_order if not analysis.dimensions[n].present]
+    follow_up = pick_follow_up(rules, analysis, set(), random.Random(1))
+    assert follow_up is not None
+    assert follow_up.dimension == missing[0] == "contribution"
+    assert follow_up.text in rules.dimensions["contribution"].follow_ups
+    later = pick_follow_up(rules, analysis, {"contribution"}, random.Random(1))
+    assert later is not None and later.dimension == missing[1]
+
+
+def test_never_the_same_dimension_twice_then_deeper_then_nothing(rules: QuestionRules) -> None:
+    analysis = analyze(rules, ["um"])  # nothing shown, and the caller keeps saying nothing new
+    asked: list[FollowUp] = []
+    probed: set[str] = set()
+    rng = random.Random(7)
+    for _ in range(50):  # bounded, so a repeat fails the test instead of looping forever
+        follow_up = pick_follow_up(rules, analysis, probed, rng)
+        if follow_up is None:
+            break
+        assert follow_up.marker not in probed
+        asked.append(follow_up)
+        probed.add(follow_up.marker)
+    dimensions = [f.dimension for f in asked if f.dimension is not None]
+    assert dimensions == list(rules.probe_order)
+    assert [f.marker for f in asked[len(dimensions):]] == [
+        deeper_marker(i) for i in range(len(rules.deeper_probes))
+    ]
+
+
+def test_deeper_probe_when_nothing_is_missing(rules: QuestionRules) -> None:
+    analysis = analyze(rules, [TRANSCRIPTS["retail_manager"][0]])
+    assert not [n for n, r in analysis.dimensions.items() if not r.present]
+    first = pick_follow_up(rules, analysis, set(), random.Random(3))
+    assert first == FollowUp(None, rules.deeper_probes[0], "deeper:0")
+    second = pick_follow_up(rules, analysis, {"deeper:0"}, random.Random(3))
+    assert second is not None and second.text == rules.deeper_probes[1]
+
+
+def test_same_seed_same_phrasing_and_seeds_vary_it(rules: QuestionRules) -> None:
+    analysis = analyze(rules, ["we did it"])
+    texts = []
+    for seed in range(20):
+        one = pick_follow_up(rules, analysis, set(), random.Random(seed))
+        again = pick_follow_up(rules, analysis, set(), random.Random(seed))
+        assert one is not None and one == again
+        texts.append(one.text)
+    assert len(set(texts)) > 1
+
+
+ODD_INPUTS = [
+    "",
+    "um uh you know",
+    "caf\u00e9 \u2014 \u201cquoted\u201d \u2018single\u2019 \u2026 \u20ac5 [note] {x} ~ ^ \\ |",
+    "At Caf\u00e9 Ros\u00e9 I \u201crebuilt\u201d the ordering system \u2014 waste fell 30%\u2026",
+    "i cut costs by " + "a very long winded " * 40 + "twenty percent",
+    "\u6211\u4eec i led the \u0434\u0438\u0437\u0430\u0439\u043d, saved \U0001f600 forty percent",
+    "I LED THE PROJECT AND WE SAVED 40% AND I MENTORED 3 JUNIORS AND IT MATTERED TO ME",
+    "Supercalifragilisticexpialidociouslyextraordinarilylongword " * 5 + "i led it",
+]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [[text] for text, _, _ in TRANSCRIPTS.values()]
+    + [[text] for text in ODD_INPUTS]
+    + [[], list(ODD_INPUTS), [t for t, _, _ in TRANSCRIPTS.values()]],
+)
+def test_feedback_text_fits_one_sms_budget_in_gsm7(
+    rules: QuestionRules, answers: list[str]
+) -> None:
+    sms = summarize(rules, analyze(rules, answers)).sms
+    assert 0 < len(sms) <= SMS_LIMIT
+    assert is_gsm7(sms), sms
+
+
+def test_feedback_fits_even_with_the_longest_texts_the_rules_allow(rules: QuestionRules) -> None:
+    long_dimensions = {
+        name: replace(d, praise="p" * 50, suggestion="s" * 150)
+        for name, d in rules.dimensions.items()
+    }
+    feedback = replace(
+        rules.feedback, heading="h" * 60, strengths_intro="i" * 25, improve_intro="n" * 25
+    )
+    long_rules = replace(rules, dimensions=long_dimensions, feedback=feedback)
+    analysis = analyze(long_rules, [TRANSCRIPTS["teacher"][0]])
+    sms = summarize(long_rules, analysis).sms
+    assert len(sms) <= SMS_LIMIT
+    assert "s" * 150 in sms, "the one improvement must survive the shortening"
+
+
+def test_feedback_never_exceeds_the_budget_even_with_oversized_texts(
+    rules: QuestionRules,
+) -> None:
+    huge = {name: replace(d, suggestion="word " * 100) for name, d in rules.dimensions.items()}
+    sms = summarize(replace(rules, dimensions=huge), analyze(rules, ["we did it"])).sms
+    assert len(sms) <= SMS_LIMIT and sms.endswith("...")
+
+
+def test_feedback_names_strengths_and_the_most_useful_improvement(rules: QuestionRules) -> None:
+    analysis = analyze(rules, [TRANSCRIPTS["engineer_we_only"][0]])
+    feedback = summarize(rules, analysis)
+    assert [name for name, _ in feedback.strengths] == ["results"]
+    assert feedback.improve == "contribution"
+    assert feedback.suggestion == rules.dimensions["contribution"].suggestion
+    assert rules.dimensions["results"].praise in feedback.sms
+    assert feedback.strengths[0][1] in feedback.sms
+    assert gsm7_safe(rules.dimensions["contribution"].suggestion) in feedback.sms
+    json.dumps(feedback.full)  # stored and shown elsewhere: must be plain data
+
+
+def test_feedback_keeps_at_most_two_strengths(rules: QuestionRules) -> None:
+    feedback = summarize(rules, analyze(rules, [TRANSCRIPTS["retail_manager"][0]]))
+    assert [name for name, _ in feedback.strengths] == list(rules.probe_order[:2])
+    assert feedback.improve is None
+    assert rules.feedback.all_covered in feedback.sms
+
+
+@pytest.mark.parametrize("answers", [[], [""], ["um uh"], ["[unk] [unk]"]])
+def test_silence_gets_an_encouraging_text(rules: QuestionRules, answers: list[str]) -> None:
+    feedback = summarize(rules, analyze(rules, answers))
+    assert feedback.strengths == ()
+    assert feedback.improve is None
+    assert rules.feedback.nothing_heard in feedback.sms
+
+
+@pytest.mark.parametrize(
+    ("typed", "plain"),
+    [
+        ("Um, so I didn\u2019t \u2014 you know \u2014 STOP.", "so i didnt stop"),
+        ("We saved \u00a31.5m (3x faster)", "we saved 1 point 5 million pounds 3 times faster"),
+        ("caf\u00e9 follow-up & 24/7", "cafe follow up and 24 7"),
+        ("uh [unk] i basically led it", "i led it"),
+    ],
+)
+def test_normalize_brings_typed_and_spoken_text_together(typed: str, plain: str) -> None:
+    assert normalize(typed) == plain
+
+
+def test_gsm7_safe_replaces_what_phones_would_garble() -> None:
+    assert gsm7_safe("caf\u00e9 \u2014 \u201cquoted\u201d") == 'caf\u00e9 - "quoted"'
+    assert gsm7_safe("\u2026 \u20ac5 \u00e7a") == "... EUR5 ca"
+    assert not is_gsm7("\u201cquoted\u201d")
+    assert not is_gsm7("[x]")  # escape-table characters cost double and are avoided
+    assert is_gsm7(gsm7_safe("\U0001f600 \u6211 \u00ff"))

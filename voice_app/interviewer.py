@@ -1,0 +1,492 @@
+"""The interviewer: reads a conversation against a question's rules, picks the next follow-up,
+and writes the feedback text.
+
+Pure functions over plain strings and the rules loaded by `voice_app.rules`; no I/O. Answers may
+come from Vosk (lowercase, no punctuation, numbers as words, fillers) or be typed (digits,
+punctuation, smart quotes); `normalize` brings both to the same plain words before matching.
+
+Keyword syntax (owned here, documented for editors in grammars/README.md): words separated by
+spaces, `{number}` for any number in words or digits, `{word}` for any one word, and a trailing
+`*` on a word for any ending.
+
+Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
+A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from random import Random
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Only for annotations: rules.py imports this module at run time (it validates keywords with
+    # the same normalisation the matcher uses), so a run-time import here would be circular.
+    from voice_app.rules import Dimension, QuestionRules
+
+SMS_LIMIT = 320
+NUMBER_PLACEHOLDER = "{number}"
+WORD_PLACEHOLDER = "{word}"
+PLACEHOLDERS = (NUMBER_PLACEHOLDER, WORD_PLACEHOLDER)
+
+# Sounds and hedges that carry no meaning and would otherwise split a phrase ("i um rewrote").
+FILLERS: frozenset[str] = frozenset({
+    "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm", "huh",
+    "you know", "i mean", "kind of", "sort of", "basically", "actually", "literally",
+})
+# A negation before one of these words no longer applies after it ("not at first but then ...").
+CLAUSE_BREAKS: frozenset[str] = frozenset({"but", "however", "although", "though", "whereas"})
+
+# A quote starts at the speaker ("we cut costs...") when one is close before the keyword, and
+# stops at a joining word, so it reads as a phrase rather than a cut-out window of words.
+_EVIDENCE_WORDS_BEFORE = 5
+_EVIDENCE_WORDS_FALLBACK = 3  # words before the keyword when no speaker or joining word is near
+_EVIDENCE_WORDS_AFTER = 5
+_SUBJECT_WORDS = frozenset({"i", "im", "ive", "we", "my", "our", "they", "he", "she"})
+_JOINING_WORDS = frozenset({"and", "so", "but", "then", "because", "which", "while", "until"})
+# After the keyword a new speaker usually starts a new clause in unpunctuated speech.
+_QUOTE_STOPS = _JOINING_WORDS | {"i", "im", "ive", "we", "they", "he", "she", "it"}
+_DANGLING_WORDS = frozenset({
+    "a", "an", "the", "of", "for", "on", "in", "at", "to", "with", "by", "from", "is", "was",
+    "were", "my", "our", "their", "your", "as", "that", "like", "about", "where", "who", "what",
+})
+_EVIDENCE_MAX_CHARS = 70
+_EVIDENCE_PER_DIMENSION = 3
+
+_NUMBER_WORDS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    "hundred", "thousand", "million", "billion", "dozen",
+]
+# Longest first, so "seventeen" is tried before "seven".
+_ONE_NUMBER = (
+    r"(?:\d+|(?:an? )?(?:hundred|thousand|million|billion|dozen)|"
+    + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
+    + ")"
+)
+# Said before a number without changing what it measures: "to about ninety minutes".
+_APPROXIMATELY = (
+    r"(?:(?:about|around|roughly|approximately|nearly|almost|just|only|over|under|"
+    r"more than|less than|fewer than) )?"
+)
+# "two hundred and fifty", "one point five", "42", "about twenty".
+_NUMBER_PATTERN = rf"{_APPROXIMATELY}{_ONE_NUMBER}(?: (?:and |point )?{_ONE_NUMBER})*"
+
+_APOSTROPHES = str.maketrans({c: "'" for c in "\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4"})
+_CURRENCY = {"$": "dollars", "\u00a3": "pounds", "\u20ac": "euros"}
+_SCALE = {"k": "thousand", "m": "million", "bn": "billion"}
+_MONEY = re.compile(r"([$\u00a3\u20ac])(\d[\d,]*(?:\.\d+)?)(k|m|bn|thousand|million|billion)?\b")
+# Stripped from both ends of a quote; "%" and "$" stay, they are part of a number.
+_QUOTE_EDGES = " .,;:!?\"'()[]{}-\u2013\u2014\u2026\u2018\u2019\u201c\u201d"
+_SENTENCE_END = re.compile(r"[.!?;:]['\"\u2019\u201d)]*$")
+
+# The GSM 03.38 basic character set (no escape-table characters such as [ ] { } or the euro
+# sign: they cost two characters each and some handsets show them wrongly).
+GSM7_BASIC = frozenset(
+    "@\u00a3$\u00a5\u00e8\u00e9\u00f9\u00ec\u00f2\u00c7\n\u00d8\u00f8\r\u00c5\u00e5"
+    "\u0394_\u03a6\u0393\u039b\u03a9\u03a0\u03a8\u03a3\u0398\u039e\u00c6\u00e6\u00df\u00c9"
+    " !\"#\u00a4%&'()*+,-./0123456789:;<=>?"
+    "\u00a1ABCDEFGHIJKLMNOPQRSTUVWXYZ\u00c4\u00d6\u00d1\u00dc\u00a7"
+    "\u00bfabcdefghijklmnopqrstuvwxyz\u00e4\u00f6\u00f1\u00fc\u00e0"
+)
+_GSM7_REPLACEMENTS = {
+    **{c: "'" for c in "\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4^"},
+    **{c: '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"},
+    **{c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2022\u00b7~"},
+    **{c: " " for c in "\u00a0\u2007\u2009\u202f\t\v\f"},
+    "\u2026": "...", "\u20ac": "EUR", "[": "(", "]": ")", "{": "(", "}": ")", "\\": "/", "|": "/",
+}
+
+
+@dataclass(frozen=True)
+class DimensionResult:
+    """Whether the conversation shows one dimension, with short quotes of the caller as proof."""
+
+    present: bool
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the conversation so far shows; `dimensions` is in the question's probe order."""
+
+    question_id: str
+    dimensions: dict[str, DimensionResult]
+    words_heard: int
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Dimensions not shown yet, most important first."""
+        return tuple(name for name, result in self.dimensions.items() if not result.present)
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """Dimensions shown, most important first."""
+        return tuple(name for name, result in self.dimensions.items() if result.present)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The next thing to ask; add `marker` to the already-probed set once it has been asked."""
+
+    dimension: str | None
+    text: str
+    marker: str
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The end-of-call feedback: strengths with quotes, one improvement, and the text message."""
+
+    strengths: tuple[tuple[str, str], ...]
+    improve: str | None
+    suggestion: str | None
+    sms: str
+    full: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    raw: int  # index of the whitespace-separated word of the answer it came from
+    sentence: int
+    clause: int
+
+
+def deeper_marker(index: int) -> str:
+    """The already-probed marker of the deeper probe at `index`."""
+    return f"deeper:{index}"
+
+
+def _clean_word(raw: str) -> list[str]:
+    """Plain lowercase words for one whitespace-separated piece of an answer."""
+    text = unicodedata.normalize("NFKC", raw).translate(_APOSTROPHES).casefold()
+    text = text.replace("[unk]", " ").replace("<unk>", " ")  # Vosk's unknown-word marker
+    text = _MONEY.sub(
+        lambda m: f"{m[2]} {_SCALE.get(m[3] or '', m[3] or '')} {_CURRENCY[m[1]]}", text
+    )
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 200,000 -> 200000
+    text = re.sub(r"(?<=\d)\.(?=\d)", " point ", text)  # 2.5 -> 2 point 5, as Vosk says it
+    text = text.replace("%", " percent ")
+    text = re.sub(r"(?<=\d)x\b", " times", text)  # 3x faster
+    text = re.sub(r"(?<=\d)k\b", " thousand", text)
+    text = text.replace("&", " and ")
+    text = re.sub(r"(?<=\w)'(?=\w)", "", text)  # didn't -> didnt, matching either spelling
+    text = "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+    )
+    return re.sub(r"[^\w\s]|_", " ", text).split()
+
+
+def _drop_fillers(words: Sequence[str]) -> list[int]:
+    """Indexes of the words that remain once one- and two-word fillers are removed."""
+    kept: list[int] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words) and f"{words[i]} {words[i + 1]}" in FILLERS:
+            i += 2
+        elif words[i] in FILLERS:
+            i += 1
+        else:
+            kept.append(i)
+            i += 1
+    return kept
+
+
+def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
+    """The answer's raw words and its normalised tokens, each pointing back to its raw word."""
+    raw_words = text.split()
+    pieces: list[tuple[str, int, int]] = []
+    sentence = 0
+    for index, raw in enumerate(raw_words):
+        pieces.extend((word, index, sentence) for word in _clean_word(raw))
+        if _SENTENCE_END.search(raw):
+            sentence += 1
+    tokens: list[_Token] = []
+    clause = 0
+    last_sentence = 0
+    for i in _drop_fillers([word for word, _, _ in pieces]):
+        word, raw_index, word_sentence = pieces[i]
+        if word in CLAUSE_BREAKS or word_sentence != last_sentence:
+            clause += 1
+        last_sentence = word_sentence
+        tokens.append(_Token(word, raw_index, word_sentence, clause))
+    return raw_words, tokens
+
+
+def normalize(text: str) -> str:
+    """Lowercase plain words: punctuation and fillers removed, digits kept, '%' as 'percent'."""
+    return " ".join(token.text for token in _tokenize(text)[1])
+
+
+def normalize_keyword(keyword: str) -> str:
+    """A keyword as the matcher sees it: normalised like answers, placeholders and stars kept."""
+    words: list[str] = []
+    for piece in keyword.split():
+        if piece in PLACEHOLDERS:
+            words.append(piece)
+        elif piece.endswith("*") and len(piece) > 1:
+            cleaned = _clean_word(piece[:-1])
+            if cleaned:
+                cleaned[-1] += "*"
+            words.extend(cleaned)
+        else:
+            words.extend(_clean_word(piece))
+    return " ".join(words[i] for i in _drop_fillers(words))
+
+
+def keyword_problem(keyword: str) -> str | None:
+    """Why a keyword cannot be used, in words for the person editing the rules, or None."""
+    for piece in keyword.split():
+        if ("{" in piece or "}" in piece) and piece not in PLACEHOLDERS:
+            return f"{piece} is not a placeholder; use {' or '.join(PLACEHOLDERS)}"
+        if "*" in piece.rstrip("*") or piece.count("*") > 1:
+            return f"the star in {piece!r} may only end a word, e.g. 'volunteer*'"
+        if piece.endswith("*") and not _clean_word(piece[:-1]):
+            return f"the star in {piece!r} must follow a word, e.g. 'volunteer*'"
+    words = normalize_keyword(keyword).split()
+    if not words:
+        return "has no words left once punctuation and fillers are ignored"
+    if all(word in PLACEHOLDERS for word in words):
+        return f"would match almost anything; add a word, e.g. '{NUMBER_PLACEHOLDER} percent'"
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _phrase_regex(phrase: str) -> re.Pattern[str]:
+    """The regular expression of one keyword, over space-separated normalised tokens."""
+    parts = []
+    for word in normalize_keyword(phrase).split():
+        if word == NUMBER_PLACEHOLDER:
+            parts.append(_NUMBER_PATTERN)
+        elif word == WORD_PLACEHOLDER:
+            parts.append(r"\S+")
+        elif word.endswith("*"):
+            parts.append(re.escape(word[:-1]) + r"\w*")
+        else:
+            parts.append(re.escape(word))
+    return re.compile(r"(?<!\S)" + " ".join(parts) + r"(?!\S)")
+
+
+class _Answer:
+    """One answer prepared for matching: tokens, their text, and where each token starts."""
+
+    def __init__(self, text: str, rules: QuestionRules) -> None:
+        self.raw_words, self.tokens = _tokenize(text)
+        self.joined = " ".join(token.text for token in self.tokens)
+        self.starts: list[int] = []
+        offset = 0
+        for token in self.tokens:
+            self.starts.append(offset)
+            offset += len(token.text) + 1
+        excepted: set[int] = set()
+        for phrase in rules.negation.exceptions:
+            for first, last in self.find(phrase):
+                excepted.update(range(first, last + 1))
+        self.negations = {
+            first
+            for phrase in rules.negation.words
+            for first, _ in self.find(phrase)
+            if first not in excepted
+        }
+        self.window = rules.negation.window
+
+    def find(self, phrase: str) -> Iterable[tuple[int, int]]:
+        """(first, last) token indexes of each place the phrase occurs."""
+        for match in _phrase_regex(phrase).finditer(self.joined):
+            first = bisect_right(self.starts, match.start()) - 1
+            last = bisect_right(self.starts, match.end() - 1) - 1
+            yield first, last
+
+    def negated(self, first: int) -> bool:
+        """Whether a negation comes shortly before token `first`, in the same clause."""
+        clause = self.tokens[first].clause
+        return any(
+            j in self.negations and self.tokens[j].clause == clause
+            for j in range(max(0, first - self.window), first)
+        )
+
+    def quote(self, first: int, last: int) -> tuple[str, range]:
+        """The caller's own words around tokens first..last, and the tokens they cover.
+
+        Starts at the speaker ("i", "we") or just after a joining word, ends before the next
+        joining word or speaker, within one sentence, without a dangling "of the" at the end.
+        """
+        tokens = self.tokens
+        sentence = tokens[first].sentence
+        start = first
+        if not {token.text for token in tokens[first : last + 1]} & _SUBJECT_WORDS:
+            for j in range(first - 1, max(-1, first - 1 - _EVIDENCE_WORDS_BEFORE), -1):
+                if tokens[j].sentence != sentence or tokens[j].text in _JOINING_WORDS:
+                    start = j + 1
+                    break
+                if tokens[j].text in _SUBJECT_WORDS:
+                    start = j
+                    break
+            else:
+                start = max(0, first - _EVIDENCE_WORDS_FALLBACK)
+        end = last
+        while end + 1 < len(tokens) and end - last < _EVIDENCE_WORDS_AFTER:
+            following = tokens[end + 1]
+            if following.sentence != sentence or following.text in _QUOTE_STOPS:
+                break
+            end += 1
+        while end > last and tokens[end].text in _DANGLING_WORDS:
+            end -= 1
+        # Raw words whose every token was a filler are left out: "we um cut" quotes "we cut".
+        kept = sorted({token.raw for token in self.tokens[start : end + 1]})
+        text = " ".join(self.raw_words[i] for i in kept).strip(_QUOTE_EDGES)
+        if len(text) > _EVIDENCE_MAX_CHARS:
+            text = text[:_EVIDENCE_MAX_CHARS].rsplit(" ", 1)[0] + "..."
+        return text, range(start, end + 1)
+
+
+def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> DimensionResult:
+    """Find a dimension's keywords across all answers; strongest keyword first in the evidence."""
+    evidence: list[str] = []
+    quoted: set[tuple[int, int]] = set()  # (answer, token) already inside a quote: no repeats
+    for keyword in dimension.keywords:
+        for number, answer in enumerate(answers):
+            for first, last in answer.find(keyword):
+                if answer.negated(first) or (number, first) in quoted:
+                    continue
+                text, span = answer.quote(first, last)
+                quoted.update((number, i) for i in span)
+                if text not in evidence:
+                    evidence.append(text)
+                if len(evidence) >= _EVIDENCE_PER_DIMENSION:
+                    return DimensionResult(True, tuple(evidence))
+    return DimensionResult(bool(evidence), tuple(evidence))
+
+
+def analyze(rules: QuestionRules, answers: Sequence[str]) -> Analysis:
+    """What the whole conversation so far (main answer and follow-up answers) shows."""
+    prepared = [_Answer(text, rules) for text in answers]
+    return Analysis(
+        question_id=rules.id,
+        dimensions={
+            name: _dimension_result(rules.dimensions[name], prepared)
+            for name in rules.probe_order
+        },
+        words_heard=sum(len(answer.tokens) for answer in prepared),
+    )
+
+
+def pick_follow_up(
+    rules: QuestionRules, analysis: Analysis, already_probed: Collection[str], rng: Random
+) -> FollowUp | None:
+    """The most important missing dimension not yet asked about, else an unused deeper probe.
+
+    None when there is nothing left to ask. `rng` only picks the phrasing, so seeding it per call
+    and turn makes replays repeat and different calls vary.
+    """
+    for name in rules.probe_order:
+        result = analysis.dimensions.get(name)
+        if name in already_probed or (result is not None and result.present):
+            continue
+        return FollowUp(name, rng.choice(rules.dimensions[name].follow_ups), name)
+    for index, text in enumerate(rules.deeper_probes):
+        marker = deeper_marker(index)
+        if marker not in already_probed:
+            return FollowUp(None, text, marker)
+    return None
+
+
+def is_gsm7(text: str) -> bool:
+    """Whether every character is in the GSM-7 basic set (one SMS character each)."""
+    return all(c in GSM7_BASIC for c in text)
+
+
+def gsm7_safe(text: str) -> str:
+    """The text with smart quotes, dashes, accents and the like replaced by GSM-7 basic ones."""
+    out: list[str] = []
+    for c in text:
+        if c in GSM7_BASIC:
+            out.append(c)
+        elif c in _GSM7_REPLACEMENTS:
+            out.append(_GSM7_REPLACEMENTS[c])
+        else:
+            plain = "".join(
+                d for d in unicodedata.normalize("NFKD", c) if not unicodedata.combining(d)
+            )
+            out.append(plain if plain and is_gsm7(plain) else "?")
+    return "".join(out)
+
+
+def _truncate(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word with '...' when it had to be shortened."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3].rsplit(" ", 1)[0] + "..."
+
+
+def _compose_sms(
+    rules: QuestionRules,
+    strengths: Sequence[tuple[str, str]],
+    improve: str | None,
+    heard: bool,
+) -> str:
+    """The text message, dropping detail (second strength, then quotes) until it fits."""
+    texts = rules.feedback
+    if not heard:
+        return _truncate(gsm7_safe(f"{texts.heading} {texts.nothing_heard}"), SMS_LIMIT)
+    if improve is None:
+        closing = texts.all_covered
+    else:
+        closing = f"{texts.improve_intro} {rules.dimensions[improve].suggestion}"
+    sms = ""
+    for count, with_quotes in ((2, True), (1, True), (1, False), (0, False)):
+        items = [
+            # Inner double quotes become single ones so the quote stays readable.
+            f'{rules.dimensions[name].praise} ("{gsm7_safe(quote).replace(chr(34), chr(39))}")'
+            if with_quotes and quote
+            else rules.dimensions[name].praise
+            for name, quote in strengths[:count]
+        ]
+        parts = [texts.heading]
+        if items:
+            parts.append(f"{texts.strengths_intro} {' and '.join(items)}.")
+        parts.append(closing)
+        sms = gsm7_safe(" ".join(parts))
+        if len(sms) <= SMS_LIMIT:
+            return sms
+    # Only reachable with rules texts longer than rules.py allows; never send more than the limit.
+    return _truncate(sms, SMS_LIMIT)
+
+
+def summarize(rules: QuestionRules, analysis: Analysis) -> Feedback:
+    """Feedback for the caller: up to two strengths, the single most useful improvement, the SMS."""
+    heard = analysis.words_heard > 0
+    strengths = tuple(
+        (name, analysis.dimensions[name].evidence[0]) for name in analysis.shown[:2]
+    ) if heard else ()
+    improve = analysis.missing[0] if heard and analysis.missing else None
+    suggestion = rules.dimensions[improve].suggestion if improve else None
+    sms = _compose_sms(rules, strengths, improve, heard)
+    full: dict[str, Any] = {
+        "question_id": rules.id,
+        "words_heard": analysis.words_heard,
+        "dimensions": [
+            {
+                "name": name,
+                "label": rules.dimensions[name].label,
+                "present": result.present,
+                "evidence": list(result.evidence),
+            }
+            for name, result in analysis.dimensions.items()
+        ],
+        "strengths": [
+            {"dimension": name, "praise": rules.dimensions[name].praise, "evidence": quote}
+            for name, quote in strengths
+        ],
+        "improve": improve,
+        "suggestion": suggestion,
+        "sms": sms,
+    }
+    return Feedback(strengths, improve, suggestion, sms, full)

@@ -1,0 +1,496 @@
+"""The interviewer's rules as data: question files and question banks, validated when loaded.
+
+    grammars/questions/<id>.toml   one question: its rubric dimensions, follow-ups, feedback texts
+    grammars/banks/<name>.toml     the questions one call asks, in order
+    grammars/phrases/*.json        optional Vosk phrase lists: a JSON list of strings
+
+The format is described for the people who edit it in grammars/README.md. Every problem is a
+`RulesError(path, key, problem)` naming the file and the key, in words a non-programmer can act on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from voice_app.errors import RulesError
+from voice_app.interviewer import gsm7_safe, keyword_problem, normalize_keyword
+
+DEFAULT_GRAMMARS_DIR = Path(__file__).resolve().parent.parent / "grammars"
+
+# About fifteen seconds of speech: longer and callers lose the thread of the question.
+MAX_SPOKEN_CHARS = 250
+# Limits that keep the feedback text within 320 characters even in its shortest form
+# (heading + strengths intro + one praise + improve intro + suggestion).
+MAX_HEADING_CHARS = 60
+MAX_INTRO_CHARS = 25
+MAX_PRAISE_CHARS = 50
+MAX_SUGGESTION_CHARS = 150
+MAX_NOTHING_HEARD_CHARS = 250
+MAX_FOLLOW_UPS_LIMIT = 10
+
+_SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+_FILE_KEY = "(file)"
+
+_QUESTION_KEYS = ("id", "prompt", "probe_order", "deeper_probes", "dimensions", "negation",
+                  "feedback")
+_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise")
+_NEGATION_KEYS = ("words", "window", "except")
+_FEEDBACK_KEYS = ("heading", "strengths_intro", "improve_intro", "all_covered", "nothing_heard")
+_BANK_KEYS = ("name", "questions", "max_follow_ups")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One thing a hiring manager listens for, how to spot it, ask about it and give feedback."""
+
+    name: str
+    label: str
+    keywords: tuple[str, ...]
+    follow_ups: tuple[str, ...]
+    suggestion: str
+    praise: str
+
+
+@dataclass(frozen=True)
+class Negation:
+    """Words that cancel a keyword just after them, and look-alike phrases that do not."""
+
+    words: tuple[str, ...]
+    window: int
+    exceptions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeedbackTexts:
+    """The fixed wording of the feedback text message."""
+
+    heading: str
+    strengths_intro: str
+    improve_intro: str
+    all_covered: str
+    nothing_heard: str
+
+
+@dataclass(frozen=True)
+class QuestionRules:
+    """One question and its rubric; `dimensions` is read-only and ordered like `probe_order`."""
+
+    id: str
+    prompt: str
+    dimensions: Mapping[str, Dimension]
+    probe_order: tuple[str, ...]
+    deeper_probes: tuple[str, ...]
+    negation: Negation
+    feedback: FeedbackTexts
+
+
+@dataclass(frozen=True)
+class QuestionBank:
+    """The questions one call asks, in order; `max_follow_ups` None means use the setting."""
+
+    name: str
+    question_ids: tuple[str, ...]
+    max_follow_ups: int | None
+
+
+def _kind(value: object) -> str:
+    """A value's type in the words of the rules format."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text in quotes"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+class _Checker:
+    """Reads values out of one parsed file, collecting every problem instead of stopping."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.problems: list[RulesError] = []
+        # Tables already reported missing: their keys are not reported missing one by one.
+        self.missing_tables: set[str] = set()
+
+    def problem(self, key: str, text: str) -> None:
+        """Record one problem at `key`."""
+        self.problems.append(RulesError(self.path, key, text))
+
+    def missing(self, key: str, where: str, how: str) -> None:
+        """Report a missing key, unless its whole table was already reported missing."""
+        if where not in self.missing_tables:
+            self.problem(key, f"missing: {how}")
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        """Report keys the format does not know, suggesting the nearest known one."""
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.problem(_join(where, key), f"unknown key{hint}; known keys: "
+                             + ", ".join(allowed))
+
+    def table(self, data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
+        """A required table, or an empty one after recording the problem."""
+        value = data.get(key)
+        if value is None:
+            self.problem(_join(where, key), f"missing: add a [{_join(where, key)}] section")
+            self.missing_tables.add(_join(where, key))
+            return {}
+        if not isinstance(value, dict):
+            self.problem(_join(where, key), f"should be a table, found {_kind(value)}")
+            self.missing_tables.add(_join(where, key))
+            return {}
+        return value
+
+    def text(
+        self, data: Mapping[str, Any], key: str, where: str = "", *, limit: int = 0,
+        spoken: bool = False, sms: bool = False,
+    ) -> str:
+        """A required non-empty text, checked against the limits of where it is used."""
+        full_key = _join(where, key)
+        value = data.get(key)
+        if value is None:
+            self.missing(full_key, where, f'add a line like  {key} = "..."')
+            return ""
+        if not isinstance(value, str):
+            self.problem(full_key, f"should be text in quotes, found {_kind(value)}")
+            return ""
+        self._check_text(full_key, value, limit=limit, spoken=spoken, sms=sms)
+        return value
+
+    def texts(
+        self, data: Mapping[str, Any], key: str, where: str = "", *, spoken: bool = False,
+    ) -> tuple[str, ...]:
+        """A required non-empty list of non-empty texts."""
+        full_key = _join(where, key)
+        value = data.get(key)
+        if value is None:
+            self.missing(full_key, where, f'add a line like  {key} = ["...", "..."]')
+            return ()
+        if not isinstance(value, list):
+            self.problem(full_key, f"should be a list in square brackets, found {_kind(value)}")
+            return ()
+        if not value:
+            self.problem(full_key, "is empty: give at least one")
+            return ()
+        items: list[str] = []
+        for index, item in enumerate(value):
+            item_key = f"{full_key}[{index}]"
+            if not isinstance(item, str):
+                self.problem(item_key, f"should be text in quotes, found {_kind(item)}")
+                continue
+            self._check_text(item_key, item, spoken=spoken)
+            items.append(item)
+        return tuple(items)
+
+    def whole_number(
+        self, data: Mapping[str, Any], key: str, where: str = "", *, low: int, high: int,
+    ) -> int | None:
+        """A whole number within [low, high], or None (missing or invalid)."""
+        full_key = _join(where, key)
+        value = data.get(key)
+        if value is None:
+            return None
+        # TOML true/false are Python bools, which are ints: refuse them explicitly.
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(full_key, f"should be a whole number, found {_kind(value)}")
+            return None
+        if not low <= value <= high:
+            self.problem(full_key, f"should be between {low} and {high}, found {value}")
+            return None
+        return value
+
+    def _check_text(
+        self, key: str, value: str, *, limit: int = 0, spoken: bool = False, sms: bool = False,
+    ) -> None:
+        if not value.strip():
+            self.problem(key, "is empty")
+            return
+        if spoken and len(value) > MAX_SPOKEN_CHARS:
+            self.problem(key, f"is {len(value)} characters; spoken texts must be at most "
+                         f"{MAX_SPOKEN_CHARS} (about fifteen seconds) so callers can follow")
+        if sms:
+            unsendable = sorted({c for c in value if gsm7_safe(c) == "?" and c != "?"})
+            if unsendable:
+                self.problem(key, "has characters a text message cannot carry: "
+                             + " ".join(unsendable))
+            length = len(gsm7_safe(value))
+            if limit and length > limit:
+                self.problem(key, f"is {length} characters; at most {limit} fit in the "
+                             "feedback text message")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _read_toml(path: Path, checker: _Checker) -> dict[str, Any] | None:
+    """The parsed file, or None after recording why it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        siblings = sorted(p.stem for p in path.parent.glob("*.toml"))
+        known = ", ".join(siblings) if siblings else "none"
+        checker.problem(_FILE_KEY, f"no such file (files in {path.parent.name}/: {known})")
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's TOMLDecodeError has no line attribute; the message ends "(at line N, ...)".
+        found = _TOML_LINE.search(str(exc))
+        key = f"line {found[1]}" if found else _FILE_KEY
+        checker.problem(key, f"not valid TOML: {_TOML_LINE.sub('', str(exc)).strip()}")
+    except (OSError, UnicodeDecodeError) as exc:
+        checker.problem(_FILE_KEY, f"cannot be read: {exc}")
+    return None
+
+
+def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str
+              ) -> tuple[str, ...]:
+    """A list of keywords: each usable by the matcher, none repeated once normalised."""
+    keywords = checker.texts(table, key, where)
+    seen: dict[str, int] = {}
+    raw = table.get(key, [])
+    for index, keyword in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(keyword, str) or not keyword.strip():
+            continue
+        item_key = f"{_join(where, key)}[{index}]"
+        trouble = keyword_problem(keyword)
+        if trouble:
+            checker.problem(item_key, f"{keyword!r}: {trouble}")
+            continue
+        normal = normalize_keyword(keyword)
+        if normal in seen:
+            checker.problem(item_key, f"{keyword!r} repeats item {seen[normal]} "
+                            f"({raw[seen[normal]]!r}); list each keyword once")
+        else:
+            seen[normal] = index
+    return keywords
+
+
+def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> QuestionRules:
+    """Build a QuestionRules from a parsed file, recording every problem in `checker`."""
+    checker.unknown_keys(data, _QUESTION_KEYS, "")
+    question_id = checker.text(data, "id")
+    if not _SAFE_NAME.fullmatch(path.stem):
+        checker.problem(_FILE_KEY, "file names use only lowercase letters, digits, '-' and '_'")
+    elif question_id and question_id != path.stem:
+        checker.problem("id", f"is {question_id!r} but the file is {path.name}: "
+                        f"they must match (id = {path.stem!r})")
+    prompt = checker.text(data, "prompt", spoken=True)
+    deeper = checker.texts(data, "deeper_probes", spoken=True)
+
+    dimensions: dict[str, Dimension] = {}
+    for name, table in checker.table(data, "dimensions").items():
+        where = f"dimensions.{name}"
+        if not _DIMENSION_NAME.fullmatch(name):
+            # Names double as follow-up markers and feedback keys: keep them plain.
+            checker.problem(where, "a dimension name uses only lowercase letters, digits and '_'")
+        if not isinstance(table, dict):
+            checker.problem(where, f"should be a table [{where}], found {_kind(table)}")
+            continue
+        checker.unknown_keys(table, _DIMENSION_KEYS, where)
+        dimensions[name] = Dimension(
+            name=name,
+            label=checker.text(table, "label", where),
+            keywords=_keywords(checker, table, "keywords", where),
+            follow_ups=checker.texts(table, "follow_ups", where, spoken=True),
+            suggestion=checker.text(table, "suggestion", where, limit=MAX_SUGGESTION_CHARS,
+                                    sms=True),
+            praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
+        )
+    if "dimensions" in data and isinstance(data["dimensions"], dict) and not dimensions:
+        checker.problem("dimensions", "has no dimensions: add at least one [dimensions.NAME]")
+
+    probe_order = checker.texts(data, "probe_order")
+    for index, name in enumerate(probe_order):
+        if name not in dimensions:
+            close = difflib.get_close_matches(name, list(dimensions), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            checker.problem(f"probe_order[{index}]", f"{name!r} is not a dimension in this "
+                            f"file{hint}")
+        elif probe_order.index(name) != index:
+            checker.problem(f"probe_order[{index}]", f"{name!r} is listed twice")
+    left_out = [name for name in dimensions if name not in probe_order]
+    if left_out and "probe_order" in data:
+        checker.problem("probe_order", "does not list " + ", ".join(map(repr, left_out))
+                        + ": every dimension must appear once")
+
+    negation_table = checker.table(data, "negation")
+    checker.unknown_keys(negation_table, _NEGATION_KEYS, "negation")
+    negation = Negation(
+        words=_keywords(checker, negation_table, "words", "negation"),
+        window=checker.whole_number(negation_table, "window", "negation", low=1, high=10) or 1,
+        exceptions=(_keywords(checker, negation_table, "except", "negation")
+                    if "except" in negation_table else ()),
+    )
+    if "window" not in negation_table:
+        checker.missing("negation.window", "negation", "add a line like  window = 3")
+
+    feedback_table = checker.table(data, "feedback")
+    checker.unknown_keys(feedback_table, _FEEDBACK_KEYS, "feedback")
+    feedback = FeedbackTexts(
+        heading=checker.text(feedback_table, "heading", "feedback", limit=MAX_HEADING_CHARS,
+                             sms=True),
+        strengths_intro=checker.text(feedback_table, "strengths_intro", "feedback",
+                                     limit=MAX_INTRO_CHARS, sms=True),
+        improve_intro=checker.text(feedback_table, "improve_intro", "feedback",
+                                   limit=MAX_INTRO_CHARS, sms=True),
+        all_covered=checker.text(feedback_table, "all_covered", "feedback",
+                                 limit=MAX_SUGGESTION_CHARS, sms=True),
+        nothing_heard=checker.text(feedback_table, "nothing_heard", "feedback",
+                                   limit=MAX_NOTHING_HEARD_CHARS, sms=True),
+    )
+    ordered = {name: dimensions[name] for name in probe_order if name in dimensions}
+    return QuestionRules(
+        id=question_id,
+        prompt=prompt,
+        dimensions=MappingProxyType(ordered),
+        probe_order=probe_order,
+        deeper_probes=deeper,
+        negation=negation,
+        feedback=feedback,
+    )
+
+
+def _check_name(kind: str, name: str, path: Path) -> None:
+    """Refuse names that are not plain file names (they come from settings and bank files)."""
+    if not _SAFE_NAME.fullmatch(name):
+        raise RulesError(str(path), _FILE_KEY, f"{kind} name {name!r} must use only lowercase "
+                         "letters, digits, '-' and '_'")
+
+
+def _question_problems(path: Path) -> tuple[QuestionRules | None, list[RulesError]]:
+    checker = _Checker(path)
+    data = _read_toml(path, checker)
+    if data is None:
+        return None, checker.problems
+    rules = _parse_question(path, data, checker)
+    return (None if checker.problems else rules), checker.problems
+
+
+def load_question(question_id: str, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> QuestionRules:
+    """Load and validate grammars/questions/<question_id>.toml; raises RulesError."""
+    path = Path(grammars_dir) / "questions" / f"{question_id}.toml"
+    _check_name("question", question_id, path)
+    rules, problems = _question_problems(path)
+    if problems:
+        raise problems[0]
+    assert rules is not None  # no problems means the rules were built
+    return rules
+
+
+def _parse_bank(path: Path, data: dict[str, Any], checker: _Checker) -> QuestionBank:
+    """Build a QuestionBank from a parsed file; questions must exist as files."""
+    checker.unknown_keys(data, _BANK_KEYS, "")
+    name = checker.text(data, "name")
+    if not _SAFE_NAME.fullmatch(path.stem):
+        checker.problem(_FILE_KEY, "file names use only lowercase letters, digits, '-' and '_'")
+    elif name and name != path.stem:
+        checker.problem("name", f"is {name!r} but the file is {path.name}: they must match "
+                        f"(name = {path.stem!r})")
+    question_ids = checker.texts(data, "questions")
+    questions_dir = path.parent.parent / "questions"
+    for index, question_id in enumerate(question_ids):
+        key = f"questions[{index}]"
+        if not _SAFE_NAME.fullmatch(question_id):
+            checker.problem(key, f"{question_id!r} is not a question id (lowercase letters, "
+                            "digits, '-' and '_')")
+        elif not (questions_dir / f"{question_id}.toml").is_file():
+            known = ", ".join(sorted(p.stem for p in questions_dir.glob("*.toml"))) or "none"
+            checker.problem(key, f"no question {question_id!r}: there is no "
+                            f"questions/{question_id}.toml (known: {known})")
+        elif question_ids.index(question_id) != index:
+            checker.problem(key, f"{question_id!r} is listed twice")
+    max_follow_ups = checker.whole_number(data, "max_follow_ups", low=0,
+                                          high=MAX_FOLLOW_UPS_LIMIT)
+    return QuestionBank(name=name, question_ids=question_ids, max_follow_ups=max_follow_ups)
+
+
+def _bank_problems(path: Path) -> tuple[QuestionBank | None, list[RulesError]]:
+    checker = _Checker(path)
+    data = _read_toml(path, checker)
+    if data is None:
+        return None, checker.problems
+    bank = _parse_bank(path, data, checker)
+    return (None if checker.problems else bank), checker.problems
+
+
+def load_bank(name: str, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> QuestionBank:
+    """Load and validate grammars/banks/<name>.toml (its questions must exist); raises RulesError.
+    """
+    path = Path(grammars_dir) / "banks" / f"{name}.toml"
+    _check_name("bank", name, path)
+    bank, problems = _bank_problems(path)
+    if problems:
+        raise problems[0]
+    assert bank is not None  # no problems means the bank was built
+    return bank
+
+
+def _phrase_problems(path: Path) -> list[RulesError]:
+    """Problems of one Vosk phrase list: a JSON list of non-empty lowercase strings."""
+    checker = _Checker(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        checker.problem(f"line {exc.lineno}", f"not valid JSON: {exc.msg}")
+        return checker.problems
+    except (OSError, UnicodeDecodeError) as exc:
+        checker.problem(_FILE_KEY, f"cannot be read: {exc}")
+        return checker.problems
+    if not isinstance(data, list) or not data:
+        checker.problem(_FILE_KEY, 'should be a non-empty JSON list of phrases, like ["yes", "no"]')
+        return checker.problems
+    for index, phrase in enumerate(data):
+        if not isinstance(phrase, str) or not phrase.strip():
+            checker.problem(f"[{index}]", "should be a non-empty phrase in quotes")
+        elif phrase != phrase.lower():
+            # Vosk's vocabulary is lowercase: a capitalised word is unknown and never recognised.
+            checker.problem(f"[{index}]", f"{phrase!r} should be lowercase, as Vosk writes words")
+    return checker.problems
+
+
+def check_grammars(grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> list[str]:
+    """Every problem in the question, bank and phrase files, as readable lines; [] when all good."""
+    root = Path(grammars_dir)
+    problems: list[RulesError] = []
+    question_files = sorted((root / "questions").glob("*.toml"))
+    if not question_files:
+        problems.append(RulesError(str(root / "questions"), _FILE_KEY, "no question files"))
+    for path in question_files:
+        problems.extend(_question_problems(path)[1])
+    bank_files = sorted((root / "banks").glob("*.toml"))
+    if not bank_files:
+        problems.append(RulesError(str(root / "banks"), _FILE_KEY, "no question bank files"))
+    for path in bank_files:
+        problems.extend(_bank_problems(path)[1])
+    for path in sorted((root / "phrases").glob("*.json")):
+        problems.extend(_phrase_problems(path))
+    return [str(problem) for problem in problems]
+
+
+def spoken_texts(bank: QuestionBank, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> list[str]:
+    """Every text the line speaks for a bank's questions (prompts, follow-ups, deeper probes)."""
+    texts: list[str] = []
+    for question_id in bank.question_ids:
+        rules = load_question(question_id, grammars_dir)
+        texts.append(rules.prompt)
+        for dimension in rules.dimensions.values():
+            texts.extend(dimension.follow_ups)
+        texts.extend(rules.deeper_probes)
+    return list(dict.fromkeys(texts))  # once each, in order of first use
