@@ -1,0 +1,304 @@
+"""The call flow: a small state machine per call, over plain values.
+
+Stages: interview (question, answer, holding, follow-ups, and once, while the first answer is
+transcribed, the question whether to text the feedback) -> ended. Each webhook is an event
+(`start`, `on_consent`, `on_answer`, `on_wait`, `on_hangup`) that updates the call's state in place
+and returns an `Outcome`: what the caller hears next (`reply`, a tuple of steps the web layer
+turns into TwiML) and what must happen in the background (`effects`). Nothing here knows Flask,
+Twilio, the database or Vosk, so every path is tested with plain values.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from voice_app import interviewer
+from voice_app.script import Script
+
+# Stages of a call.
+INTERVIEW = "interview"
+ENDED = "ended"
+
+# Statuses of a turn.
+ASKED = "asked"  # the prompt was spoken, the caller is answering
+RECORDED = "recorded"  # a recording arrived and waits for transcription
+LATE = "late"  # the caller stopped waiting; the transcript still counts for the feedback
+TRANSCRIBED = "transcribed"
+FAILED = "failed"  # the recording could not be fetched or decoded
+SKIPPED = "skipped"  # nothing was said, twice
+
+QUESTION = "question"
+FOLLOW_UP = "follow_up"
+
+
+@dataclass
+class Turn:
+    """One question or follow-up put to the caller."""
+
+    number: int
+    question_id: str
+    kind: str
+    prompt: str
+    dimension: str | None = None
+    status: str = ASKED
+    reprompted: bool = False
+    transcript: str | None = None
+
+
+@dataclass
+class Call:
+    """What the flow knows of one call."""
+
+    call_sid: str
+    stage: str = INTERVIEW
+    consent: bool | None = None
+    probed: list[str] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def current(self) -> Turn | None:
+        """The turn being answered (None only for a call with no question asked)."""
+        return self.turns[-1] if self.turns else None
+
+    def answers_to(self, question_id: str) -> list[str]:
+        """The caller's transcribed answers to one question and its follow-ups."""
+        return [
+            t.transcript
+            for t in self.turns
+            if t.question_id == question_id and t.transcript and t.transcript.strip()
+        ]
+
+
+# What the caller hears: steps in order.
+@dataclass(frozen=True)
+class Speak:
+    """Say a line."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AskConsent:
+    """Ask the consent question and read one key from the keypad."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Record the caller's answer to a turn; `probe` is the rubric dimension it digs into."""
+
+    turn: int
+    probe: str | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Keep the line alive while a transcription runs, then ask the flow again."""
+
+    turn: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """End the call."""
+
+
+Step = Speak | AskConsent | Listen | Hold | HangUp
+
+
+# What must happen in the background.
+@dataclass(frozen=True)
+class Transcribe:
+    """Fetch and transcribe the recording of a turn."""
+
+    turn: int
+    recording_url: str
+
+
+@dataclass(frozen=True)
+class DiscardRecording:
+    """Delete a recording that will not be transcribed (the caller asked to hear the question)."""
+
+    recording_url: str
+
+
+@dataclass(frozen=True)
+class FinishCall:
+    """The call is over: build the feedback and send the text."""
+
+    reason: str
+
+
+Effect = Transcribe | DiscardRecording | FinishCall
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one event: the new state, what to say, what to do."""
+
+    call: Call
+    reply: tuple[Step, ...] = ()
+    effects: tuple[Effect, ...] = ()
+
+
+def start(script: Script, call_sid: str) -> Outcome:
+    """A call comes in: greet the caller and ask the first question."""
+    rules = script.questions[0]
+    turn = Turn(number=0, question_id=rules.id, kind=QUESTION, prompt=rules.prompt)
+    call = Call(call_sid=call_sid, turns=[turn])
+    steps = (Speak(script.greeting), Speak(script.lines.introduction), Speak(turn.prompt))
+    return Outcome(call, (*steps, Listen(turn.number)))
+
+
+def on_consent(script: Script, call: Call, digits: str) -> Outcome:
+    """The caller pressed a key (or none) at the consent question; 1 means yes."""
+    if call.consent is not None:
+        return current_reply(script, call)
+    call.consent = digits.strip().startswith("1")
+    acknowledgement = script.lines.consent_yes if call.consent else script.lines.consent_no
+    if call.stage == ENDED:
+        return Outcome(call, (Speak(acknowledgement), HangUp()))
+    turn = call.current
+    assert turn is not None, "a call in its interview always has a turn"
+    if turn.status == RECORDED:
+        return Outcome(call, (Speak(acknowledgement), Hold(turn.number, 1)))
+    return Outcome(call, (Speak(acknowledgement), *current_reply(script, call).reply))
+
+
+def on_answer(
+    script: Script,
+    call: Call,
+    turn_number: int,
+    *,
+    recording_url: str | None,
+    digits: str = "",
+    hung_up: bool = False,
+) -> Outcome:
+    """A recording ended: by #, by silence, by * (repeat), by hang-up, or with nothing recorded."""
+    turn = call.current
+    if (
+        call.stage != INTERVIEW
+        or turn is None
+        or turn.number != turn_number
+        or turn.status != ASKED
+    ):
+        # A retried or out-of-date request: repeat what the caller should hear now.
+        return current_reply(script, call)
+    if "*" in digits and not hung_up:
+        discard = (DiscardRecording(recording_url),) if recording_url else ()
+        return Outcome(call, (Speak(turn.prompt), Listen(turn.number, turn.dimension)), discard)
+    if recording_url:
+        turn.status = RECORDED
+        transcribe = Transcribe(turn.number, recording_url)
+        if hung_up:
+            return _finish(call, "hangup", (transcribe,))
+        if call.consent is None:
+            # The first answer is being transcribed: a good moment to ask about the text.
+            steps: tuple[Step, ...] = (
+                Speak(script.lines.acknowledge),
+                AskConsent(script.lines.consent),
+            )
+        else:
+            steps = (Speak(script.lines.acknowledge), Hold(turn.number, 1))
+        return Outcome(call, steps, (transcribe,))
+    if hung_up:
+        return _finish(call, "hangup")
+    return _heard_nothing(script, call, turn)
+
+
+def on_wait(script: Script, call: Call, turn_number: int, attempt: int) -> Outcome:
+    """The caller is holding: move on once the transcript is in, or after the longest wait."""
+    turn = call.current
+    if call.stage != INTERVIEW or turn is None or turn.number != turn_number:
+        return current_reply(script, call)
+    if turn.status == RECORDED:
+        if attempt * script.hold_seconds < script.max_wait_seconds:
+            still = (Speak(script.lines.still_working),) if attempt % 5 == 0 else ()
+            return Outcome(call, (*still, Hold(turn.number, attempt + 1)))
+        turn.status = LATE
+        return _advance(script, call, lead=script.lines.could_not_listen)
+    if turn.status == TRANSCRIBED and not (turn.transcript or "").strip():
+        return _heard_nothing(script, call, turn)
+    if turn.status == FAILED:
+        return _advance(script, call, lead=script.lines.could_not_listen)
+    if turn.status in (TRANSCRIBED, LATE, SKIPPED):
+        return _advance(script, call)
+    return current_reply(script, call)
+
+
+def on_hangup(call: Call) -> Outcome:
+    """Twilio reports the call over (completed, busy, failed, no answer, canceled)."""
+    if call.stage == ENDED:
+        return Outcome(call)
+    return _finish(call, "hangup")
+
+
+def current_reply(script: Script, call: Call) -> Outcome:
+    """What the caller should hear now, for a request that does not advance the call."""
+    turn = call.current
+    if call.stage == ENDED or turn is None:
+        return Outcome(call, (HangUp(),))
+    if turn.status == ASKED:
+        return Outcome(call, (Speak(turn.prompt), Listen(turn.number, turn.dimension)))
+    return Outcome(call, (Hold(turn.number, 1),))
+
+
+def _heard_nothing(script: Script, call: Call, turn: Turn) -> Outcome:
+    if not turn.reprompted:
+        turn.reprompted = True
+        turn.status = ASKED
+        steps = (
+            Speak(script.lines.reprompt),
+            Speak(turn.prompt),
+            Listen(turn.number, turn.dimension),
+        )
+        return Outcome(call, steps)
+    turn.status = SKIPPED
+    return _advance(script, call, lead=script.lines.moving_on)
+
+
+def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
+    """Ask the next follow-up, or the next question, or close the call."""
+    turn = call.current
+    assert turn is not None, "advance is only called during the interview"
+    lead_steps = (Speak(lead),) if lead else ()
+    rules = script.rules(turn.question_id)
+    answers = call.answers_to(rules.id)
+    follow_ups_done = sum(
+        1 for t in call.turns if t.question_id == rules.id and t.kind == FOLLOW_UP
+    )
+    follow_up = None
+    if answers and follow_ups_done < script.max_follow_ups:
+        analysis = interviewer.analyze(rules, answers)
+        probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
+        rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
+        follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)
+    if follow_up is not None:
+        call.probed = [*call.probed, f"{rules.id}:{follow_up.marker}"]
+        new = Turn(
+            number=turn.number + 1,
+            question_id=rules.id,
+            kind=FOLLOW_UP,
+            prompt=follow_up.text,
+            dimension=follow_up.dimension,
+        )
+        call.turns = [*call.turns, new]
+        return Outcome(call, (*lead_steps, Speak(new.prompt), Listen(new.number, new.dimension)))
+    next_rules = script.question_after(rules.id)
+    if next_rules is not None:
+        new = Turn(turn.number + 1, next_rules.id, QUESTION, next_rules.prompt)
+        call.turns = [*call.turns, new]
+        steps = (Speak(script.lines.next_question), Speak(new.prompt), Listen(new.number))
+        return Outcome(call, (*lead_steps, *steps))
+    closing = script.lines.closing_with_text if call.consent else script.lines.closing_without_text
+    return _finish(call, "completed", reply=(*lead_steps, Speak(closing), HangUp()))
+
+
+def _finish(
+    call: Call, reason: str, effects: tuple[Effect, ...] = (), reply: tuple[Step, ...] = ()
+) -> Outcome:
+    call.stage = ENDED
+    return Outcome(call, reply, (*effects, FinishCall(reason)))

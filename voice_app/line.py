@@ -1,0 +1,192 @@
+"""The practice line's webhooks as plain calls: load the call, run the flow, save, queue work.
+
+Each method runs in one database transaction, so the call's new state and the background jobs it
+needs are committed together (a restart in between loses neither).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from voice_app import flow
+from voice_app.flow import Call, Outcome, Step, Turn
+from voice_app.script import Script
+from voice_app.store import CallRow, Store, TurnRow
+from voice_app.worker import enqueue
+
+log = logging.getLogger(__name__)
+
+# Call statuses Twilio reports once a call is over.
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+TRANSCRIBE = "transcribe"
+FINALIZE = "finalize"
+DELETE_RECORDING = "delete_recording"
+
+
+class PracticeLine:
+    """Answers the webhooks of every call, one transaction each."""
+
+    def __init__(self, script: Script, store: Store, bank: str, notify: Callable[[], None]) -> None:
+        self.script = script
+        self.store = store
+        self.bank = bank
+        self._notify = notify
+
+    def incoming(self, call_sid: str, from_number: str) -> tuple[Step, ...]:
+        """A call comes in (or Twilio retries that request)."""
+        with self.store.transaction() as session:
+            row = _lock_call(session, call_sid)
+            if row is not None:
+                return flow.current_reply(self.script, _to_call(session, row)).reply
+            outcome = flow.start(self.script, call_sid)
+            row = CallRow(
+                call_sid=call_sid,
+                from_number=from_number,
+                bank=self.bank,
+                stage=outcome.call.stage,
+                probed=[],
+            )
+            session.add(row)
+            _save(session, row, outcome.call)
+            return outcome.reply
+
+    def consent(self, call_sid: str, digits: str) -> tuple[Step, ...]:
+        """The caller answered the texting question on the keypad, or let it time out."""
+        return self._event(call_sid, lambda call: flow.on_consent(self.script, call, digits))
+
+    def answer(
+        self, call_sid: str, turn: int, *, recording_url: str | None, digits: str, hung_up: bool
+    ) -> tuple[Step, ...]:
+        """A recording of an answer ended."""
+        return self._event(
+            call_sid,
+            lambda call: flow.on_answer(
+                self.script, call, turn, recording_url=recording_url, digits=digits, hung_up=hung_up
+            ),
+        )
+
+    def wait(self, call_sid: str, turn: int, attempt: int) -> tuple[Step, ...]:
+        """The caller is holding while an answer is transcribed."""
+        return self._event(call_sid, lambda call: flow.on_wait(self.script, call, turn, attempt))
+
+    def status(self, call_sid: str, call_status: str) -> None:
+        """Twilio reports a change of the call's status."""
+        if call_status in FINAL_CALL_STATUSES:
+            self._event(call_sid, flow.on_hangup)
+
+    def _event(self, call_sid: str, handle: Callable[[Call], Outcome]) -> tuple[Step, ...]:
+        with self.store.transaction() as session:
+            row = _lock_call(session, call_sid)
+            if row is None:
+                log.info("request for unknown call %s", call_sid)
+                return (flow.Speak(self.script.lines.unknown_call), flow.HangUp())
+            outcome = handle(_to_call(session, row))
+            _save(session, row, outcome.call)
+            queued = self._apply_effects(session, outcome)
+        if queued:
+            self._notify()
+        return outcome.reply
+
+    def _apply_effects(self, session: Session, outcome: Outcome) -> bool:
+        call_sid = outcome.call.call_sid
+        queued = False
+        for effect in outcome.effects:
+            if isinstance(effect, flow.Transcribe):
+                queued |= enqueue(
+                    session,
+                    TRANSCRIBE,
+                    f"{call_sid}:{effect.turn}:{effect.recording_url}",
+                    call_sid=call_sid,
+                    payload={"turn": effect.turn, "recording_url": effect.recording_url},
+                )
+            elif isinstance(effect, flow.DiscardRecording):
+                queued |= enqueue(
+                    session,
+                    DELETE_RECORDING,
+                    effect.recording_url,
+                    call_sid=call_sid,
+                    payload={"recording_url": effect.recording_url},
+                )
+            elif isinstance(effect, flow.FinishCall):
+                queued |= enqueue(
+                    session,
+                    FINALIZE,
+                    call_sid,
+                    call_sid=call_sid,
+                    payload={"reason": effect.reason},
+                )
+        return queued
+
+
+def _lock_call(session: Session, call_sid: str) -> CallRow | None:
+    # FOR UPDATE serialises webhooks and workers touching the same call on PostgreSQL; SQLite
+    # transactions here already begin IMMEDIATE, which serialises all writers.
+    return session.scalars(
+        select(CallRow).where(CallRow.call_sid == call_sid).with_for_update()
+    ).first()
+
+
+def _turn_rows(session: Session, call_sid: str) -> list[TurnRow]:
+    return list(
+        session.scalars(
+            select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
+        )
+    )
+
+
+def _to_call(session: Session, row: CallRow) -> Call:
+    turns = [
+        Turn(
+            number=t.number,
+            question_id=t.question_id,
+            kind=t.kind,
+            prompt=t.prompt,
+            dimension=t.dimension,
+            status=t.status,
+            reprompted=t.reprompted,
+            transcript=t.transcript,
+        )
+        for t in _turn_rows(session, row.call_sid)
+    ]
+    return Call(
+        call_sid=row.call_sid,
+        stage=row.stage,
+        consent=row.consent,
+        probed=list(row.probed or []),
+        turns=turns,
+    )
+
+
+def _save(session: Session, row: CallRow, call: Call) -> None:
+    if row.consent is None and call.consent is not None:
+        row.consent_at = time.time()
+    if row.stage != flow.ENDED and call.stage == flow.ENDED:
+        row.ended_at = time.time()
+    row.stage = call.stage
+    row.consent = call.consent
+    row.probed = list(call.probed)
+    existing = {t.number: t for t in _turn_rows(session, row.call_sid)}
+    for turn in call.turns:
+        stored = existing.get(turn.number)
+        if stored is None:
+            session.add(
+                TurnRow(
+                    call_sid=row.call_sid,
+                    number=turn.number,
+                    question_id=turn.question_id,
+                    kind=turn.kind,
+                    prompt=turn.prompt,
+                    dimension=turn.dimension,
+                    status=turn.status,
+                    reprompted=turn.reprompted,
+                )
+            )
+        else:
+            stored.status = turn.status
+            stored.reprompted = turn.reprompted

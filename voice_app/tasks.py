@@ -1,0 +1,270 @@
+"""The background jobs: transcribe an answer, finish a call with its feedback, send the text.
+
+Each job is a method here; the worker runs them on its threads, never on a webhook's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from voice_app import flow, interviewer
+from voice_app.asr import Recognizer
+from voice_app.errors import AudioError, RecordingFetchError, SmsError
+from voice_app.line import DELETE_RECORDING, FINALIZE, TRANSCRIBE
+from voice_app.recordings import RecordingSource
+from voice_app.script import Script
+from voice_app.sms import UNSUBSCRIBED, TextSender
+from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
+from voice_app.tts import PromptCache
+from voice_app.worker import DONE, FAILED, Job, JobKind, RetryLater, enqueue
+
+log = logging.getLogger(__name__)
+
+SEND_TEXT = "send_text"
+RENDER_PROMPT = "render_prompt"
+
+# A number Twilio can text: E.164. Withheld caller ID arrives as "anonymous", "Restricted",
+# "+266696687" (Twilio's stand-in for anonymous) or empty.
+_TEXTABLE = re.compile(r"^\+[1-9]\d{7,14}$")
+_ANONYMOUS = {"+266696687", "+7378742833", "+2562533", "+8656696"}
+
+
+def mask_number(number: str) -> str:
+    """A phone number safe for logs: only its last two digits."""
+    digits = re.sub(r"\D", "", number)
+    return f"***{digits[-2:]}" if len(digits) > 2 else "***"
+
+
+def can_text(number: str) -> bool:
+    """True when the number is a real E.164 number rather than a withheld caller ID."""
+    return bool(_TEXTABLE.match(number)) and number not in _ANONYMOUS
+
+
+class Tasks:
+    """The handlers of every kind of background job."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        script: Script,
+        recognizer: Recognizer,
+        recordings: RecordingSource,
+        text_sender: TextSender,
+        prompts: PromptCache,
+        delete_recordings: bool,
+    ) -> None:
+        self.store = store
+        self.script = script
+        self.recognizer = recognizer
+        self.recordings = recordings
+        self.text_sender = text_sender
+        self.prompts = prompts
+        self.delete_recordings = delete_recordings
+
+    def kinds(self) -> dict[str, JobKind]:
+        """The job kinds, keyed by the names the web layer queues them under."""
+        return {
+            TRANSCRIBE: JobKind(self.transcribe, self._transcription_failed, max_attempts=8),
+            FINALIZE: JobKind(self.finalize, max_attempts=5),
+            SEND_TEXT: JobKind(self.send_text, self._text_failed, max_attempts=5),
+            DELETE_RECORDING: JobKind(self.delete_recording, max_attempts=5),
+            RENDER_PROMPT: JobKind(self.render_prompt, max_attempts=2),
+        }
+
+    def transcribe(self, job: Job) -> None:
+        """Fetch an answer's recording, transcribe it, store the transcript, delete the audio."""
+        url = str(job.payload["recording_url"])
+        turn = int(job.payload["turn"])
+        try:
+            audio = self.recordings.fetch(url)
+        except RecordingFetchError as exc:
+            if exc.retryable:
+                raise RetryLater(str(exc), delay=min(4.0, 0.5 * job.attempts)) from exc
+            self._transcription_failed(job, str(exc))
+            return
+        try:
+            transcript = self.recognizer.transcribe(audio)
+        except AudioError as exc:
+            log.error(
+                "call %s turn %d: recording could not be decoded: %s", job.call_sid, turn, exc
+            )
+            self._store_transcript(job, status=flow.FAILED, error=str(exc))
+        else:
+            words = [[w.word, w.start, w.end, w.confidence] for w in transcript.words]
+            self._store_transcript(job, status=flow.TRANSCRIBED, text=transcript.text, words=words)
+        del audio  # the only copy of the caller's voice on this server
+        if self.delete_recordings:
+            with self.store.transaction() as session:
+                enqueue(
+                    session,
+                    DELETE_RECORDING,
+                    url,
+                    call_sid=job.call_sid,
+                    payload={"recording_url": url},
+                )
+
+    def _transcription_failed(self, job: Job, reason: str) -> None:
+        log.error(
+            "call %s turn %s: giving up on the recording: %s",
+            job.call_sid,
+            job.payload.get("turn"),
+            reason,
+        )
+        self._store_transcript(job, status=flow.FAILED, error=reason)
+
+    def _store_transcript(
+        self,
+        job: Job,
+        *,
+        status: str,
+        text: str | None = None,
+        words: list[list[Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self.store.transaction() as session:
+            session.scalars(
+                select(CallRow).where(CallRow.call_sid == job.call_sid).with_for_update()
+            ).first()
+            row = session.scalars(
+                select(TurnRow).where(
+                    TurnRow.call_sid == job.call_sid, TurnRow.number == int(job.payload["turn"])
+                )
+            ).first()
+            if row is None:
+                return
+            row.recording_url = None
+            row.transcript = text
+            row.words = words
+            row.error = error
+            # Only a turn still waiting for this transcript changes status; a turn the caller
+            # has since re-answered (after * or a re-prompt) keeps its own.
+            if row.status in (flow.RECORDED, flow.LATE):
+                row.status = status
+
+    def finalize(self, job: Job) -> None:
+        """Once every answer of a finished call is transcribed: feedback, then the text."""
+        call_sid = str(job.call_sid)
+        with self.store.transaction() as session:
+            unfinished = session.scalar(
+                select(JobRow.id).where(
+                    JobRow.call_sid == call_sid,
+                    JobRow.kind == TRANSCRIBE,
+                    JobRow.state.not_in([DONE, FAILED]),
+                )
+            )
+        if unfinished is not None:
+            raise RetryLater("answers are still being transcribed", delay=0.5, counts=False)
+        with self.store.transaction() as session:
+            call = session.get(CallRow, call_sid)
+            if call is None:
+                return
+            turns = list(
+                session.scalars(
+                    select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
+                )
+            )
+            call.feedback = self._feedback(turns)
+            if self._may_text(session, call):
+                session.add(
+                    OutboxRow(
+                        call_sid=call_sid,
+                        to_number=call.from_number,
+                        body=str(call.feedback["sms"]),
+                    )
+                )
+                enqueue(session, SEND_TEXT, call_sid, call_sid=call_sid)
+
+    def _feedback(self, turns: list[TurnRow]) -> dict[str, Any]:
+        per_question: list[dict[str, Any]] = []
+        sms = ""
+        for rules in self.script.questions:
+            answers = [
+                t.transcript
+                for t in turns
+                if t.question_id == rules.id and t.transcript and t.transcript.strip()
+            ]
+            if not any(t.question_id == rules.id for t in turns):
+                continue
+            feedback = interviewer.summarize(rules, interviewer.analyze(rules, answers))
+            per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
+            if not sms or (answers and not per_question[0]["answers"]):
+                sms = feedback.sms
+        if not sms:
+            sms = interviewer.summarize(
+                self.script.questions[0], interviewer.analyze(self.script.questions[0], [])
+            ).sms
+        return {"sms": sms, "questions": per_question}
+
+    def _may_text(self, session: Session, call: CallRow) -> bool:
+        masked = mask_number(call.from_number)
+        if not call.consent:
+            log.info("call %s: no text (the caller did not ask for one)", call.call_sid)
+            return False
+        if not can_text(call.from_number):
+            log.info("call %s: no text (caller ID %s cannot receive texts)", call.call_sid, masked)
+            return False
+        if session.get(OptOutRow, call.from_number) is not None:
+            log.info("call %s: no text (%s opted out)", call.call_sid, masked)
+            return False
+        existing = session.scalar(select(OutboxRow.id).where(OutboxRow.call_sid == call.call_sid))
+        return existing is None
+
+    def send_text(self, job: Job) -> None:
+        """Hand the call's feedback text to Twilio, once."""
+        with self.store.transaction() as session:
+            message = session.scalars(
+                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
+            ).first()
+            if message is None or message.state == "sent":
+                return
+            message.state = "sending"
+            to_number, body = message.to_number, message.body
+        try:
+            sid = self.text_sender.send(to_number, body)
+        except SmsError as exc:
+            if not exc.permanent:
+                raise RetryLater(str(exc), delay=min(30.0, 2.0**job.attempts)) from exc
+            self._text_failed(job, str(exc), code=exc.code)
+            return
+        with self.store.transaction() as session:
+            message = session.scalars(
+                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
+            ).first()
+            if message is not None:
+                message.state = "sent"
+                message.message_sid = sid
+                message.sent_at = time.time()
+        log.info("call %s: feedback text sent (%s)", job.call_sid, sid)
+
+    def _text_failed(self, job: Job, reason: str, code: int | None = None) -> None:
+        log.error("call %s: feedback text not sent: %s", job.call_sid, reason)
+        with self.store.transaction() as session:
+            message = session.scalars(
+                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
+            ).first()
+            if message is None:
+                return
+            message.state = "failed"
+            message.error = reason
+            if code == UNSUBSCRIBED and session.get(OptOutRow, message.to_number) is None:
+                session.add(OptOutRow(number=message.to_number))
+
+    def delete_recording(self, job: Job) -> None:
+        """Delete a recording from Twilio (audio is not kept once transcribed)."""
+        try:
+            self.recordings.delete(str(job.payload["recording_url"]))
+        except RecordingFetchError as exc:
+            if exc.retryable:
+                raise RetryLater(str(exc), delay=2.0 * job.attempts) from exc
+            log.error("call %s: recording not deleted: %s", job.call_sid, exc)
+
+    def render_prompt(self, job: Job) -> None:
+        """Render a prompt that was spoken with <Say> because it was not cached yet."""
+        self.prompts.render(str(job.payload["text"]))

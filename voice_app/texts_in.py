@@ -1,0 +1,47 @@
+"""Texts people send to the line's number: STOP and START keywords, HELP, anything else."""
+
+from __future__ import annotations
+
+import logging
+
+from voice_app.store import OptOutRow, Store
+from voice_app.tasks import mask_number
+
+log = logging.getLogger(__name__)
+
+# The opt-out and opt-in keywords carriers and Twilio recognise.
+STOP_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "revoke"}
+)
+START_WORDS = frozenset({"start", "unstop", "yes", "optin"})
+HELP_WORDS = frozenset({"help", "info"})
+
+HELP_REPLY = (
+    "Interview practice line: call this number to practise answering an interview question "
+    "and get feedback by text. Reply STOP to stop texts, START to allow them again."
+)
+
+
+class IncomingTexts:
+    """Records opt-outs and opt-ins and says what the line is."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def handle(self, from_number: str, body: str) -> str | None:
+        """Act on one incoming text; the reply to send, or None for no reply."""
+        keyword = body.strip().split(maxsplit=1)[0].lower().strip(".!") if body.strip() else ""
+        if keyword in STOP_WORDS:
+            with self.store.transaction() as session:
+                if session.get(OptOutRow, from_number) is None:
+                    session.add(OptOutRow(number=from_number))
+            log.info("%s opted out of texts", mask_number(from_number))
+            return None  # Twilio confirms STOP itself; a reply after STOP would be refused.
+        if keyword in START_WORDS:
+            with self.store.transaction() as session:
+                row = session.get(OptOutRow, from_number)
+                if row is not None:
+                    session.delete(row)
+            log.info("%s opted back in to texts", mask_number(from_number))
+            return None  # Twilio confirms START itself.
+        return HELP_REPLY

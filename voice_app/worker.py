@@ -1,0 +1,247 @@
+"""Background work: a job table in the database and a pool of threads that runs it.
+
+Webhooks never do slow work. They record a job in the same transaction that changes the call,
+and a worker thread (in this process or any other serving the same database) claims it with a
+lease. A process that dies mid-job leaves a lease that expires, and the job runs again, so a
+restart resumes pending work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from voice_app.store import JobRow, Store
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+
+
+class RetryLater(Exception):
+    """Raised by a job to run again after `delay` seconds; `counts` says if it uses an attempt."""
+
+    def __init__(self, reason: str, delay: float = 1.0, *, counts: bool = True) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.counts = counts
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job, as plain values."""
+
+    id: int
+    kind: str
+    key: str
+    call_sid: str | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How to run one kind of job: the work, what to do when it gives up, how often to try."""
+
+    run: Callable[[Job], None]
+    give_up: Callable[[Job, str], None] = field(default=lambda job, reason: None)
+    max_attempts: int = 5
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    key: str,
+    *,
+    call_sid: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    delay: float = 0.0,
+) -> bool:
+    """Record a job in the caller's transaction; False when the same (kind, key) exists."""
+    existing = session.scalar(select(JobRow.id).where(JobRow.kind == kind, JobRow.key == key))
+    if existing is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                JobRow(
+                    kind=kind,
+                    key=key,
+                    call_sid=call_sid,
+                    payload=dict(payload or {}),
+                    run_after=time.time() + delay,
+                )
+            )
+    except IntegrityError:
+        # Another process recorded the same job between our check and insert: one is enough.
+        return False
+    return True
+
+
+class Worker:
+    """A pool of threads claiming and running jobs from the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        kinds: Mapping[str, JobKind],
+        *,
+        threads: int,
+        lease_seconds: float = 300.0,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.kinds = dict(kinds)
+        self.threads = threads
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._pool: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the worker threads (no-op when configured with none or already started)."""
+        if self._pool:
+            return
+        self._stopping.clear()
+        for index in range(self.threads):
+            thread = threading.Thread(
+                target=self._loop, name=f"voice-app-worker-{index}", daemon=True
+            )
+            thread.start()
+            self._pool.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the threads to finish their current job and stop."""
+        self._stopping.set()
+        self.notify()
+        for thread in self._pool:
+            thread.join(timeout)
+        self._pool = []
+
+    def notify(self) -> None:
+        """Wake idle threads: a job was just recorded."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def pending_count(self) -> int:
+        """How many jobs wait or run (for health checks and tests)."""
+        with self.store.transaction() as session:
+            rows = session.scalars(select(JobRow.id).where(JobRow.state.in_([PENDING, RUNNING])))
+            return len(rows.all())
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Run every runnable job in this thread until none is left (tests, CLI one-shots)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.run_once():
+                if self.pending_count() == 0:
+                    return
+                time.sleep(0.05)
+        raise TimeoutError(f"jobs still pending after {timeout} s")
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when none was runnable."""
+        job = self._claim()
+        if job is None:
+            return False
+        self._run(job)
+        return True
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                # The loop must outlive any one failure (a database hiccup while claiming):
+                # the job's lease expires and another attempt picks it up.
+                log.exception("worker loop error; continuing")
+                ran = False
+            if not ran:
+                with self._wake:
+                    self._wake.wait(self.poll_seconds)
+
+    def _claim(self) -> Job | None:
+        now = time.time()
+        with self.store.transaction() as session:
+            row = session.scalars(
+                select(JobRow)
+                .where(
+                    or_(
+                        (JobRow.state == PENDING) & (JobRow.run_after <= now),
+                        (JobRow.state == RUNNING) & (JobRow.lease_until < now),
+                    )
+                )
+                .order_by(JobRow.run_after, JobRow.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.state = RUNNING
+            row.lease_until = now + self.lease_seconds
+            row.attempts += 1
+            return Job(row.id, row.kind, row.key, row.call_sid, dict(row.payload), row.attempts)
+
+    def _run(self, job: Job) -> None:
+        kind = self.kinds.get(job.kind)
+        if kind is None:
+            self._settle(job, FAILED, f"no handler for job kind {job.kind!r}")
+            return
+        try:
+            kind.run(job)
+        except RetryLater as retry:
+            attempts = job.attempts if retry.counts else job.attempts - 1
+            if attempts >= kind.max_attempts:
+                self._give_up(kind, job, str(retry))
+            else:
+                self._settle(job, PENDING, str(retry), delay=retry.delay, attempts=attempts)
+        except Exception as exc:
+            # A failed job must not take the thread down; it is retried with backoff, and
+            # after its last attempt the job kind decides what the caller gets instead.
+            log.exception("job %s %s failed (attempt %d)", job.kind, job.id, job.attempts)
+            if job.attempts >= kind.max_attempts:
+                self._give_up(kind, job, f"{type(exc).__name__}: {exc}")
+            else:
+                delay = min(30.0, 0.5 * 2**job.attempts) * random.uniform(0.8, 1.2)
+                self._settle(job, PENDING, f"{type(exc).__name__}: {exc}", delay=delay)
+        else:
+            self._settle(job, DONE, None)
+
+    def _give_up(self, kind: JobKind, job: Job, reason: str) -> None:
+        try:
+            kind.give_up(job, reason)
+        finally:
+            self._settle(job, FAILED, reason)
+
+    def _settle(
+        self,
+        job: Job,
+        state: str,
+        error: str | None,
+        *,
+        delay: float = 0.0,
+        attempts: int | None = None,
+    ) -> None:
+        with self.store.transaction() as session:
+            row = session.get(JobRow, job.id)
+            if row is None:
+                return
+            row.state = state
+            row.last_error = error
+            row.lease_until = None
+            row.run_after = time.time() + delay
+            if attempts is not None:
+                row.attempts = attempts
