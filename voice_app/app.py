@@ -1,0 +1,142 @@
+"""The application factory: settings in, a Flask app with its services wired up out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from voice_app.asr import Recognizer, load_recognizer
+from voice_app.config import Settings, load_settings
+from voice_app.errors import ConfigError
+from voice_app.line import PracticeLine
+from voice_app.recordings import RecordingSource, TwilioRecordings
+from voice_app.script import load_script
+from voice_app.services import Services
+from voice_app.sms import TextSender, make_text_sender
+from voice_app.store import Store
+from voice_app.tasks import Tasks
+from voice_app.texts_in import IncomingTexts
+from voice_app.tts import PromptCache
+from voice_app.worker import Worker
+
+log = logging.getLogger("voice_app")
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    recognizer: Recognizer | None = None,
+    text_sender: TextSender | None = None,
+    recordings: RecordingSource | None = None,
+    start_background: bool = True,
+) -> Flask:
+    """Build the app. `config` overrides settings by field name; the adapters replace defaults.
+
+    With `start_background`, the worker threads and prompt rendering start at once; a server
+    that forks after building the app starts them in each child with `start_background_work`.
+    """
+    settings = load_settings(config)
+    _configure_logging(settings)
+    _check_signature_settings(settings)
+    store = Store(settings.resolved_database_url)
+    store.create_schema()
+    script = load_script(settings)
+    prompts = PromptCache(settings.prompt_dir, voice=settings.tts_voice, rate=settings.tts_rate)
+    worker = Worker(store, {}, threads=settings.workers)
+    line = PracticeLine(script, store, settings.question_bank, worker.notify)
+    tasks = Tasks(
+        store=store,
+        script=script,
+        recognizer=recognizer or load_recognizer(settings),
+        recordings=recordings or TwilioRecordings(settings),
+        text_sender=text_sender or make_text_sender(settings),
+        prompts=prompts,
+        delete_recordings=settings.delete_recordings,
+    )
+    worker.kinds = tasks.kinds()
+    services = Services(
+        settings=settings,
+        store=store,
+        script=script,
+        recognizer=tasks.recognizer,
+        prompts=prompts,
+        line=line,
+        tasks=tasks,
+        texts_in=IncomingTexts(store),
+        worker=worker,
+    )
+
+    app = Flask("voice_app")
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's webhook forms are a few KB
+    app.extensions["voice_app"] = services
+    from voice_app.web.views import public_routes, twilio_routes
+
+    app.register_blueprint(twilio_routes)
+    app.register_blueprint(public_routes)
+
+    if start_background:
+        start_background_work(app)
+    return app
+
+
+def start_background_work(app: Flask) -> None:
+    """Start the worker threads and render missing prompts (when workers are configured)."""
+    services = get_services(app)
+    if services.settings.workers > 0:
+        services.worker.start()
+        _render_prompts_in_background(services)
+
+
+def get_services(app: Flask) -> Services:
+    """The services of an app built by `create_app`."""
+    services: Services = app.extensions["voice_app"]
+    return services
+
+
+def _check_signature_settings(settings: Settings) -> None:
+    if settings.insecure_skip_signature:
+        log.warning(
+            "!!! VOICE_APP_INSECURE_SKIP_SIGNATURE is on: requests are NOT checked for Twilio's "
+            "signature. Anyone who can reach this server can drive calls. Development only. !!!"
+        )
+        return
+    if not settings.twilio_auth_token:
+        raise ConfigError(
+            "TWILIO_AUTH_TOKEN is not set, so Twilio's signatures cannot be checked and the app "
+            "will not serve. Set it to your account's auth token, or for local development only "
+            "set VOICE_APP_INSECURE_SKIP_SIGNATURE=1."
+        )
+    if not settings.public_base_url:
+        log.warning(
+            "PUBLIC_BASE_URL is not set: signatures are checked against the URL each request "
+            "names, which fails behind proxies and tunnels. Set it to the https URL Twilio calls."
+        )
+
+
+def _render_prompts_in_background(services: Services) -> None:
+    missing = [
+        text for text in services.script.spoken_texts() if services.prompts.lookup(text) is None
+    ]
+    if not missing:
+        return
+
+    def render() -> None:
+        report = services.prompts.render_all(missing)
+        log.info("prompts rendered: %d new, %d failed", report.rendered, len(report.failed))
+
+    threading.Thread(target=render, name="voice-app-prompts", daemon=True).start()
+
+
+def _configure_logging(settings: Settings) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    log.setLevel(settings.log_level.upper())
+    # The twilio client logs every request's headers at INFO; that is noise, not news.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

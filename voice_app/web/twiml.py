@@ -1,0 +1,82 @@
+"""Turning the flow's steps into TwiML: the only place that knows TwiML's verbs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import Response
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from voice_app import flow
+
+# espeak-ng voice names are not Twilio's; <Say> uses Twilio's default voice in this language.
+SAY_LANGUAGE = "en-US"
+
+
+@dataclass(frozen=True)
+class TwimlContext:
+    """What rendering needs besides the steps: URLs and the answer-recording settings."""
+
+    url_for: Callable[[str], str]  # path (with query) -> absolute or relative URL Twilio can call
+    prompt_url: Callable[[str], str | None]  # text -> URL of its rendered audio, if cached
+    silence_timeout: int
+    max_length: int
+    hold_seconds: int
+
+
+def render_steps(steps: Sequence[flow.Step], ctx: TwimlContext) -> Response:
+    """A TwiML response for the flow's steps, served as text/xml."""
+    response = VoiceResponse()
+    for step in steps:
+        if isinstance(step, flow.Speak):
+            _speak(response, step.text, ctx)
+        elif isinstance(step, flow.AskConsent):
+            gather = Gather(
+                action=ctx.url_for("/voice/consent"),
+                method="POST",
+                num_digits=1,
+                timeout=6,
+                action_on_empty_result=True,
+            )
+            _speak(gather, step.text, ctx)
+            response.append(gather)
+            # No key within the timeout: Twilio runs the next verb, which asks the flow too.
+            response.redirect(ctx.url_for("/voice/consent"), method="POST")
+        elif isinstance(step, flow.Listen):
+            query = {"turn": step.turn, **({"probe": step.probe} if step.probe else {})}
+            response.record(
+                action=ctx.url_for(f"/voice/answer?{urlencode(query)}"),
+                method="POST",
+                timeout=ctx.silence_timeout,
+                max_length=ctx.max_length,
+                finish_on_key="#*",
+                play_beep=True,
+                trim="trim-silence",
+            )
+            # Twilio does not request the action URL when nothing was recorded; it runs the next
+            # verb instead, which tells the flow the caller said nothing.
+            response.redirect(
+                ctx.url_for(f"/voice/answer?{urlencode({**query, 'silent': 1})}"), method="POST"
+            )
+        elif isinstance(step, flow.Hold):
+            response.pause(length=ctx.hold_seconds)
+            wait_query = urlencode({"turn": step.turn, "attempt": step.attempt})
+            response.redirect(ctx.url_for(f"/voice/wait?{wait_query}"), method="POST")
+        elif isinstance(step, flow.HangUp):
+            response.hangup()
+    return Response(str(response), mimetype="text/xml")
+
+
+def empty_response() -> Response:
+    """An empty TwiML document (for callbacks whose answer Twilio ignores)."""
+    return Response(str(VoiceResponse()), mimetype="text/xml")
+
+
+def _speak(parent: VoiceResponse | Gather, text: str, ctx: TwimlContext) -> None:
+    url = ctx.prompt_url(text)
+    if url is not None:
+        parent.play(url)
+    else:
+        parent.say(text, language=SAY_LANGUAGE)

@@ -1,0 +1,123 @@
+"""The webhook views: read the request, call the practice line, answer with TwiML."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, current_app, request, send_file
+from twilio.twiml.messaging_response import MessagingResponse
+
+from voice_app import flow
+from voice_app.services import Services
+from voice_app.web.signature import is_signed_by_twilio
+from voice_app.web.twiml import empty_response, render_steps
+
+log = logging.getLogger(__name__)
+
+twilio_routes = Blueprint("twilio", __name__)
+public_routes = Blueprint("public", __name__)
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["voice_app"]
+    return services
+
+
+@twilio_routes.before_request
+def _require_twilio_signature() -> None:
+    settings = _services().settings
+    if settings.insecure_skip_signature:
+        return
+    if not is_signed_by_twilio(request, settings.twilio_auth_token, settings.public_base_url):
+        log.warning("403: bad or missing X-Twilio-Signature on %s", request.path)
+        abort(403)
+
+
+def _field(name: str) -> str:
+    value = request.form.get(name, "").strip()
+    if not value:
+        abort(400, description=f"missing form field {name}")
+    return value
+
+
+def _int_arg(name: str, default: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None and default is not None:
+        return default
+    try:
+        return int(raw or "")
+    except ValueError:
+        abort(400, description=f"query parameter {name} must be a whole number")
+
+
+def _twiml(steps: tuple[flow.Step, ...]) -> Response:
+    return render_steps(steps, _services().twiml_context())
+
+
+@twilio_routes.post("/voice/incoming")
+def incoming_call() -> Response:
+    """A call comes in: greeting and consent question."""
+    steps = _services().line.incoming(_field("CallSid"), request.form.get("From", ""))
+    return _twiml(steps)
+
+
+@twilio_routes.post("/voice/consent")
+def consent() -> Response:
+    """The caller's key press at the consent question (or none)."""
+    return _twiml(_services().line.consent(_field("CallSid"), request.form.get("Digits", "")))
+
+
+@twilio_routes.post("/voice/answer")
+def answer() -> Response:
+    """A recording ended, or nothing was recorded (`silent=1`)."""
+    silent = request.args.get("silent") == "1"
+    steps = _services().line.answer(
+        _field("CallSid"),
+        _int_arg("turn"),
+        recording_url=None if silent else (request.form.get("RecordingUrl") or None),
+        digits=request.form.get("Digits", ""),
+        hung_up=request.form.get("CallStatus", "in-progress") == "completed",
+    )
+    return _twiml(steps)
+
+
+@twilio_routes.post("/voice/wait")
+def wait() -> Response:
+    """The caller holds while the answer is transcribed."""
+    steps = _services().line.wait(_field("CallSid"), _int_arg("turn"), _int_arg("attempt", 1))
+    return _twiml(steps)
+
+
+@twilio_routes.post("/voice/status")
+def call_status() -> Response:
+    """Twilio's call status callback."""
+    _services().line.status(_field("CallSid"), _field("CallStatus"))
+    return empty_response()
+
+
+@twilio_routes.post("/sms/incoming")
+def incoming_text() -> Response:
+    """A text to the line's number: STOP, START, HELP, or anything else."""
+    reply = _services().texts_in.handle(_field("From"), request.form.get("Body", ""))
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return Response(str(response), mimetype="text/xml")
+
+
+@public_routes.get("/prompts/<key>.wav")
+def prompt_audio(key: str) -> Response:
+    """A rendered prompt, for <Play>."""
+    path = _services().prompts.path_for_key(key)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="audio/wav", max_age=86400)
+
+
+@public_routes.get("/prompts/<key>.txt")
+def prompt_caption(key: str) -> Response:
+    """What a rendered prompt says: its caption, for the simulator and for operators."""
+    caption = _services().prompts.caption_for_key(key)
+    if caption is None:
+        abort(404)
+    return Response(caption, mimetype="text/plain; charset=utf-8")
