@@ -1,0 +1,240 @@
+"""The local call simulator: a whole practice call with no Twilio account, public URL or phone.
+
+`simulate(options)` starts the REST stand-in, builds the app in this process (or talks to a
+running server with `url`), plays the call and returns its report.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+from flask import Flask
+
+from voice_app.asr.scripted import embed_transcript
+from voice_app.audio import PHONE_RATE, to_wav_bytes
+from voice_app.config import load_settings
+from voice_app.errors import ConfigError
+from voice_app.simulator.call import (
+    ANSWER,
+    HANGUP,
+    KEYS,
+    SILENCE,
+    CallerStep,
+    CallReport,
+    CallSimulator,
+    SimulationError,
+)
+from voice_app.simulator.standin import TwilioStandIn, new_sid
+
+__all__ = [
+    "ANSWER",
+    "HANGUP",
+    "KEYS",
+    "SILENCE",
+    "CallReport",
+    "CallerStep",
+    "SimulationError",
+    "SimulationOptions",
+    "simulate",
+]
+
+# The in-process app's public URL: never resolved, only used to build and sign URLs.
+IN_PROCESS_URL = "https://practice-line.invalid"
+# Words per second of the scripted caller's speech, for the length of a perfect-ASR recording.
+_SPEAKING_RATE = 2.5
+
+
+@dataclass
+class SimulationOptions:
+    """How to run a simulated call."""
+
+    steps: list[CallerStep] = field(default_factory=list)
+    perfect_asr: bool = False
+    consent_key: str | None = "1"
+    from_number: str = "+15555550100"
+    url: str | None = None  # a running server; None builds the app in this process
+    standin_port: int = 0
+    app_config: dict[str, Any] = field(default_factory=dict)  # in-process setting overrides
+    ask_caller: Callable[[str], str | None] | None = None
+    wait_for_text_seconds: float = 30.0
+
+
+def simulate(options: SimulationOptions) -> CallReport:
+    """Play one practice call and return what was said and texted."""
+    settings = load_settings()
+    account_sid = settings.twilio_account_sid or new_sid("AC")
+    auth_token = settings.twilio_auth_token or secrets.token_hex(16)
+    standin = TwilioStandIn(account_sid, auth_token, options.standin_port).start()
+    try:
+        make_recording = _recording_maker(
+            options.perfect_asr, settings.tts_voice, settings.tts_rate
+        )
+        if options.url:
+            return _simulate_against_server(options, standin, auth_token, make_recording)
+        with _in_process_app(options, standin, auth_token) as app:
+            return _simulate_in_process(options, app, standin, auth_token, make_recording)
+    finally:
+        standin.stop()
+
+
+def _recording_maker(perfect_asr: bool, voice: str, rate: int) -> Callable[[str], bytes]:
+    if perfect_asr:
+
+        def scripted(text: str) -> bytes:
+            # Silence as long as the words would take, carrying the words for the scripted ASR.
+            seconds = max(1.0, len(text.split()) / _SPEAKING_RATE)
+            silence = np.zeros(int(seconds * PHONE_RATE), dtype=np.int16)
+            return embed_transcript(to_wav_bytes(silence, PHONE_RATE), text)
+
+        return scripted
+
+    def spoken(text: str) -> bytes:
+        from voice_app.tts import synthesize
+
+        return synthesize(text, voice=voice, rate=rate)
+
+    return spoken
+
+
+@contextmanager
+def _in_process_app(
+    options: SimulationOptions, standin: TwilioStandIn, auth_token: str
+) -> Iterator[Flask]:
+    from voice_app.app import create_app, get_services
+
+    with tempfile.TemporaryDirectory(prefix="voice-app-sim-") as scratch:
+        config: dict[str, Any] = {
+            "twilio_account_sid": standin.account_sid,
+            "twilio_auth_token": auth_token,
+            "twilio_phone_number": "+15005550006",
+            "twilio_api_base_url": standin.base_url,
+            "public_base_url": IN_PROCESS_URL,
+            "insecure_skip_signature": False,
+            "database_url": f"sqlite:///{os.path.join(scratch, 'simulation.sqlite3')}",
+            # The simulator runs the app's background work itself while the caller holds, so a
+            # call plays the same way every time.
+            "workers": 0,
+        }
+        if options.perfect_asr:
+            config["asr"] = "scripted"
+        config.update(options.app_config)
+        app = create_app(config)
+        services = get_services(app)
+        services.prompts.render_all(services.script.spoken_texts())
+        try:
+            yield app
+        finally:
+            services.worker.stop()
+            services.store.dispose()
+
+
+class _FlaskTransport:
+    """Requests to the in-process app through Flask's test client."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client = app.test_client()
+
+    def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+        response = self.client.post(_local(url), data=params, headers=headers)
+        return response.status_code, response.get_data(as_text=True)
+
+    def get(self, url: str) -> tuple[int, bytes]:
+        response = self.client.get(_local(url))
+        return response.status_code, response.get_data()
+
+
+def _local(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class _HttpTransport:
+    """Requests to a running server over HTTP."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+
+    def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+        response = self.session.post(url, data=params, headers=headers, timeout=15)
+        return response.status_code, response.text
+
+    def get(self, url: str) -> tuple[int, bytes]:
+        response = self.session.get(url, timeout=15)
+        return response.status_code, response.content
+
+
+def _simulate_in_process(
+    options: SimulationOptions,
+    app: Flask,
+    standin: TwilioStandIn,
+    auth_token: str,
+    make_recording: Callable[[str], bytes],
+) -> CallReport:
+    from voice_app.app import get_services
+
+    worker = get_services(app).worker
+
+    def run_background_work(_seconds: float) -> None:
+        while worker.run_once():
+            pass
+
+    simulator = CallSimulator(
+        transport=_FlaskTransport(app),
+        app_url=IN_PROCESS_URL,
+        auth_token=auth_token,
+        standin=standin,
+        steps=list(options.steps),
+        make_recording=make_recording,
+        on_hold=run_background_work,
+        consent_key=options.consent_key,
+        from_number=options.from_number,
+        ask_caller=options.ask_caller,
+    )
+    report = simulator.run()
+    worker.drain(timeout=120)
+    report.texts = list(standin.texts)
+    report.recordings_kept = standin.recordings_stored()
+    return report
+
+
+def _simulate_against_server(
+    options: SimulationOptions,
+    standin: TwilioStandIn,
+    auth_token: str,
+    make_recording: Callable[[str], bytes],
+) -> CallReport:
+    if not os.environ.get("TWILIO_AUTH_TOKEN"):
+        raise ConfigError(
+            "Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to the values the server uses, so the "
+            "simulator can sign its webhooks and the server can fetch recordings from it."
+        )
+    simulator = CallSimulator(
+        transport=_HttpTransport(),
+        app_url=str(options.url),
+        auth_token=auth_token,
+        standin=standin,
+        steps=list(options.steps),
+        make_recording=make_recording,
+        on_hold=time.sleep,
+        consent_key=options.consent_key,
+        from_number=options.from_number,
+        ask_caller=options.ask_caller,
+    )
+    report = simulator.run()
+    if options.consent_key == "1":
+        deadline = time.monotonic() + options.wait_for_text_seconds
+        while not standin.texts and time.monotonic() < deadline:
+            time.sleep(0.2)
+    report.texts = list(standin.texts)
+    report.recordings_kept = standin.recordings_stored()
+    return report
