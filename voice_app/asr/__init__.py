@@ -13,12 +13,12 @@ ideally, a `name: str` used in logs).
 
 - `wav` is a whole PCM WAV file as Twilio serves recordings: usually 8000 Hz, 16-bit, mono,
   though two-channel files happen (channel 0 is the caller). Resampling is the engine's job;
-  `voice_app.audio` has `read_wav` and `resample`.
+  `decode_wav` below and `voice_app.audio.resample` do both.
 - Return a `Transcript`: `text` is what was said ("" for silence, which is not an error),
   `words` the per-word timings in seconds from the start of the audio when the engine has them
   (else empty), `duration` the audio's length in seconds.
-- Raise `voice_app.errors.AudioError` for audio that cannot be decoded; the answer is then marked
-  failed instead of retried. Other exceptions are treated as a failed job.
+- Raise `voice_app.errors.AudioError` for audio that cannot be decoded: the answer is marked
+  failed at once. Any other exception is retried with backoff, as for a passing fault.
 - `transcribe` is called from several worker threads at once on the same object: keep shared
   state read-only (a loaded model) and make per-call state (a decoder stream) inside the call.
 - It runs on a worker thread, never on a webhook request, so it may take seconds.
@@ -30,8 +30,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from voice_app.audio import Samples, read_wav
 from voice_app.config import Settings
-from voice_app.errors import ConfigError
+from voice_app.errors import AudioError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,19 @@ class Recognizer(Protocol):
     def transcribe(self, wav: bytes) -> Transcript:
         """Transcribe a whole WAV file; raise `AudioError` when it cannot be decoded."""
         ...
+
+
+def decode_wav(wav: bytes, channel: int = 0) -> tuple[Samples, int]:
+    """`read_wav` for recordings from outside: every way a WAV can be broken is an `AudioError`."""
+    try:
+        samples, rate = read_wav(wav, channel)
+    except RuntimeError as exc:
+        # The wave module raises a bare RuntimeError when a header chunk claims more bytes than
+        # the file has; nothing was decoded, so reporting it as bad audio loses nothing.
+        raise AudioError("not a readable PCM WAV file: a chunk runs past the end") from exc
+    if rate <= 0:
+        raise AudioError(f"not a usable WAV file: its header gives a sample rate of {rate} Hz")
+    return samples, rate
 
 
 _PLUGIN_FORM = (
