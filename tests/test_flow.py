@@ -1,0 +1,227 @@
+"""The call flow on plain values: what the caller hears next and what runs in the background."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from voice_app import flow
+from voice_app.config import load_settings
+from voice_app.flow import AskConsent, Call, HangUp, Hold, Listen, Speak
+from voice_app.script import Script, load_script
+
+WEAK_ANSWER = "um we did a big project last year and it went well i think"
+URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+
+
+@pytest.fixture
+def script() -> Script:
+    return load_script(load_settings({}, environ={}))
+
+
+def spoken(outcome: flow.Outcome) -> list[str]:
+    return [step.text for step in outcome.reply if isinstance(step, Speak | AskConsent)]
+
+
+def record(script: Script, call: Call, text: str | None) -> flow.Outcome:
+    """The caller answers the current turn; the transcript arrives; the caller is still holding."""
+    turn = call.current
+    assert turn is not None
+    outcome = flow.on_answer(script, call, turn.number, recording_url=URL)
+    if call.consent is None:
+        flow.on_consent(script, call, "1")
+    turn.status = flow.TRANSCRIBED
+    turn.transcript = text or ""
+    return flow.on_wait(script, call, turn.number, 1) if outcome.reply else outcome
+
+
+def test_a_call_opens_with_greeting_then_the_question_then_records(script: Script) -> None:
+    outcome = flow.start(script, "CA1")
+
+    texts = spoken(outcome)
+    assert texts[0] == script.greeting
+    assert texts[-1] == script.questions[0].prompt
+    assert outcome.reply[-1] == Listen(0)
+    assert outcome.call.stage == flow.INTERVIEW
+
+
+def test_first_answer_is_transcribed_while_the_caller_is_asked_about_texts(
+    script: Script,
+) -> None:
+    call = flow.start(script, "CA1").call
+
+    outcome = flow.on_answer(script, call, 0, recording_url=URL, digits="#")
+
+    assert outcome.effects == (flow.Transcribe(0, URL),)
+    assert isinstance(outcome.reply[-1], AskConsent)
+    assert call.current is not None and call.current.status == flow.RECORDED
+
+
+@pytest.mark.parametrize(("digits", "consent"), [("1", True), ("2", False), ("", False)])
+def test_consent_key_decides_whether_a_text_is_sent(
+    script: Script, digits: str, consent: bool
+) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+
+    outcome = flow.on_consent(script, call, digits)
+
+    assert call.consent is consent
+    assert outcome.reply[-1] == Hold(0, 1)
+    expected = script.lines.consent_yes if consent else script.lines.consent_no
+    assert spoken(outcome) == [expected]
+
+
+def test_consent_is_asked_only_once(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "2")
+
+    again = flow.on_consent(script, call, "1")
+
+    assert call.consent is False
+    assert not any(isinstance(step, AskConsent) for step in again.reply)
+
+
+def test_holding_keeps_the_line_alive_until_the_transcript_is_in(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "1")
+
+    outcome = flow.on_wait(script, call, 0, 3)
+
+    assert outcome.reply[-1] == Hold(0, 4)
+    assert outcome.effects == ()
+
+
+def test_holding_is_bounded_then_the_call_moves_on(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "1")
+    last_attempt = -(-script.max_wait_seconds // script.hold_seconds)  # rounded up
+
+    outcome = flow.on_wait(script, call, 0, last_attempt)
+
+    assert spoken(outcome)[0] == script.lines.could_not_listen
+    assert not any(isinstance(step, Hold) for step in outcome.reply)
+    assert call.turns[0].status == flow.LATE
+
+
+def test_follow_up_probes_the_first_missing_dimension_in_the_rules_order(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+
+    outcome = record(script, call, WEAK_ANSWER)
+
+    rules = script.questions[0]
+    follow_up = call.current
+    assert follow_up is not None and follow_up.kind == flow.FOLLOW_UP
+    assert follow_up.dimension == rules.probe_order[0]
+    assert follow_up.prompt in rules.dimensions[rules.probe_order[0]].follow_ups
+    assert outcome.reply[-1] == Listen(1, follow_up.dimension)
+
+
+def test_no_dimension_is_probed_twice_and_the_call_closes_after_the_follow_ups(
+    script: Script,
+) -> None:
+    script = replace(script, max_follow_ups=3)
+    call = flow.start(script, "CA1").call
+
+    record(script, call, WEAK_ANSWER)
+    record(script, call, "it was good")
+    record(script, call, "yes it was")
+    closing = record(script, call, "i do not know")
+
+    dimensions = [t.dimension for t in call.turns if t.kind == flow.FOLLOW_UP]
+    assert len(dimensions) == 3 and len(set(dimensions)) == 3
+    assert spoken(closing)[-1] == script.lines.closing_with_text
+    assert closing.reply[-1] == HangUp()
+    assert closing.effects == (flow.FinishCall("completed"),)
+    assert call.stage == flow.ENDED
+
+
+def test_closing_without_consent_does_not_promise_a_text(script: Script) -> None:
+    script = replace(script, max_follow_ups=0)
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "2")
+    call.turns[0].status = flow.TRANSCRIBED
+    call.turns[0].transcript = WEAK_ANSWER
+
+    closing = flow.on_wait(script, call, 0, 1)
+
+    assert spoken(closing)[-1] == script.lines.closing_without_text
+
+
+def test_silence_gets_one_friendly_reprompt_then_the_call_moves_on(script: Script) -> None:
+    script = replace(script, max_follow_ups=0)
+    call = flow.start(script, "CA1").call
+
+    first = flow.on_answer(script, call, 0, recording_url=None)
+    second = flow.on_answer(script, call, 0, recording_url=None)
+
+    assert spoken(first)[0] == script.lines.reprompt
+    assert first.reply[-1] == Listen(0)
+    assert spoken(second)[0] == script.lines.moving_on
+    assert call.turns[0].status == flow.SKIPPED
+    assert second.reply[-1] == HangUp()
+
+
+def test_an_empty_transcript_counts_as_silence(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+
+    outcome = record(script, call, "")
+
+    assert spoken(outcome)[0] == script.lines.reprompt
+    assert outcome.reply[-1] == Listen(0)
+    assert call.turns[0].status == flow.ASKED
+
+
+def test_star_repeats_the_question_and_discards_the_recording(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+
+    outcome = flow.on_answer(script, call, 0, recording_url=URL, digits="*")
+
+    assert spoken(outcome) == [script.questions[0].prompt]
+    assert outcome.reply[-1] == Listen(0)
+    assert outcome.effects == (flow.DiscardRecording(URL),)
+    assert call.turns[0].status == flow.ASKED
+
+
+def test_hanging_up_mid_answer_transcribes_what_was_said_and_finishes(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+
+    outcome = flow.on_answer(script, call, 0, recording_url=URL, digits="hangup", hung_up=True)
+
+    assert outcome.effects == (flow.Transcribe(0, URL), flow.FinishCall("hangup"))
+    assert call.stage == flow.ENDED
+
+
+def test_status_callback_after_the_closing_does_not_finish_twice(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    assert flow.on_hangup(call).effects == (flow.FinishCall("hangup"),)
+
+    assert flow.on_hangup(call).effects == ()
+
+
+def test_a_stale_request_repeats_what_the_caller_should_hear_and_changes_nothing(
+    script: Script,
+) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+
+    outcome = flow.on_answer(script, call, 0, recording_url=URL + "2")
+
+    assert outcome.effects == ()
+    assert outcome.reply == (Hold(0, 1),)
+
+
+def test_phrasing_is_stable_within_a_call_and_varies_between_calls(script: Script) -> None:
+    def first_follow_up(call_sid: str) -> str:
+        call = flow.start(script, call_sid).call
+        record(script, call, WEAK_ANSWER)
+        assert call.current is not None
+        return call.current.prompt
+
+    assert first_follow_up("CA-same") == first_follow_up("CA-same")
+    assert len({first_follow_up(f"CA{i}") for i in range(30)}) > 1
