@@ -45,9 +45,16 @@ class FakeTexts:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    def send(self, to: str, body: str) -> str:
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> str:
         self.sent.append((to, body))
+        self.status_callback = status_callback
         return f"SM{len(self.sent):032d}"
+
+    def find_sent(self, to: str, body: str, since: float) -> str | None:
+        for number, (sent_to, sent_body) in enumerate(self.sent, start=1):
+            if (sent_to, sent_body) == (to, body):
+                return f"SM{number:032d}"
+        return None
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,13 @@ def create_app(
         text_sender=text_sender or make_text_sender(settings),
         prompts=prompts,
         delete_recordings=settings.delete_recordings,
+        sms_max_chars=settings.sms_max_chars,
+        # Delivery reports need a URL Twilio can reach; without one, texts go without them.
+        status_callback=(
+            f"{settings.public_base_url.rstrip('/')}/sms/status"
+            if settings.public_base_url
+            else None
+        ),
     )
     worker.kinds = tasks.kinds()
     services = Services(

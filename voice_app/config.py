@@ -188,6 +188,13 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_positive_int,
     ),
     Setting(
+        "sms_max_chars",
+        "VOICE_APP_SMS_MAX_CHARS",
+        "320",
+        "Longest feedback text, in GSM-7 characters (320 is two segments).",
+        _parse_positive_int,
+    ),
+    Setting(
         "delete_recordings",
         "VOICE_APP_DELETE_RECORDINGS",
         "true",
@@ -223,6 +230,7 @@ class Settings:
     workers: int
     tts_voice: str
     tts_rate: int
+    sms_max_chars: int
     delete_recordings: bool
     log_level: str
 

@@ -16,10 +16,14 @@ UNSUBSCRIBED = 21610
 
 
 class TextSender(Protocol):
-    """Hands one text to the carrier; returns its message SID or raises `SmsError`."""
+    """Hands texts to the carrier and finds out whether one was already sent."""
 
-    def send(self, to: str, body: str) -> str:
-        """Send `body` to the number `to`."""
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> str:
+        """Send `body` to the number `to`; its message SID, or `SmsError`."""
+        ...
+
+    def find_sent(self, to: str, body: str, since: float) -> str | None:
+        """The SID of a text with this body sent to `to` since `since` (epoch s), if any."""
         ...
 
 
@@ -30,12 +34,13 @@ class TwilioTextSender:
         self._client = twilio_client(settings)
         self._from = settings.twilio_phone_number
 
-    def send(self, to: str, body: str) -> str:
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> str:
         """Send one text; 4xx answers (but 429) are permanent, the rest may be retried."""
         from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
+        extra = {"status_callback": status_callback} if status_callback else {}
         try:
-            message = self._client.messages.create(to=to, from_=self._from, body=body)
+            message = self._client.messages.create(to=to, from_=self._from, body=body, **extra)
         except TwilioRestException as exc:
             raise _refused(exc.status, exc.code, exc.msg) from exc
         except TwilioServiceException as exc:  # the same refusal in RFC 9457 form
@@ -43,6 +48,27 @@ class TwilioTextSender:
         except OSError as exc:
             raise SmsError(f"could not reach Twilio: {exc}", permanent=False) from exc
         return str(message.sid)
+
+    def find_sent(self, to: str, body: str, since: float) -> str | None:
+        """Look through recent texts to `to` for this body: did an earlier attempt get through?"""
+        from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+        # Not filtered by DateSent: a text still queued at Twilio has no sent date yet. The list
+        # is newest first; a minute of slack covers clock differences between us and Twilio.
+        try:
+            messages = self._client.messages.list(to=to, from_=self._from, limit=50)
+        except TwilioRestException as exc:
+            raise _refused(exc.status, exc.code, exc.msg) from exc
+        except TwilioServiceException as exc:
+            raise _refused(exc.status, exc.code, exc.title) from exc
+        except OSError as exc:
+            raise SmsError(f"could not reach Twilio: {exc}", permanent=False) from exc
+        for message in messages:
+            created = message.date_created
+            recent = created is None or created.timestamp() >= since - 60
+            if message.body == body and recent:
+                return str(message.sid)
+        return None
 
 
 def _refused(status: int, code: int | None, message: str) -> SmsError:
@@ -58,13 +84,17 @@ def _refused(status: int, code: int | None, message: str) -> SmsError:
 class UnconfiguredTextSender:
     """Stands in when texting is not configured, so a call still ends cleanly."""
 
-    def send(self, to: str, body: str) -> str:
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> str:
         """Refuse, saying which settings are missing."""
         raise SmsError(
             "Texts are not configured: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
             "TWILIO_PHONE_NUMBER.",
             permanent=True,
         )
+
+    def find_sent(self, to: str, body: str, since: float) -> str | None:
+        """Nothing can have been sent."""
+        return None
 
 
 def make_text_sender(settings: Settings) -> TextSender:

@@ -103,10 +103,13 @@ class OutboxRow(Base):
     to_number: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default="pending")
-    message_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message_sid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # What Twilio's status callbacks report after sending: delivered, undelivered, failed...
+    delivery_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    delivery_error_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class OptOutRow(Base):

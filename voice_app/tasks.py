@@ -6,6 +6,7 @@ Each job is a method here; the worker runs them on its threads, never on a webho
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from voice_app.recordings import RecordingSource
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
 from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
+from voice_app.texts_out import compose_feedback_text
 from voice_app.tts import PromptCache
 from voice_app.worker import DONE, FAILED, Job, JobKind, RetryLater, enqueue
 
@@ -59,6 +61,8 @@ class Tasks:
         text_sender: TextSender,
         prompts: PromptCache,
         delete_recordings: bool,
+        sms_max_chars: int,
+        status_callback: str | None,
     ) -> None:
         self.store = store
         self.script = script
@@ -67,6 +71,8 @@ class Tasks:
         self.text_sender = text_sender
         self.prompts = prompts
         self.delete_recordings = delete_recordings
+        self.sms_max_chars = sms_max_chars
+        self.status_callback = status_callback
 
     def kinds(self) -> dict[str, JobKind]:
         """The job kinds, keyed by the names the web layer queues them under."""
@@ -176,7 +182,7 @@ class Tasks:
                     OutboxRow(
                         call_sid=call_sid,
                         to_number=call.from_number,
-                        body=str(call.feedback["sms"]),
+                        body=compose_feedback_text(str(call.feedback["sms"]), self.sms_max_chars),
                     )
                 )
                 enqueue(session, SEND_TEXT, call_sid, call_sid=call_sid)
@@ -217,38 +223,47 @@ class Tasks:
         return existing is None
 
     def send_text(self, job: Job) -> None:
-        """Hand the call's feedback text to Twilio, once."""
+        """Hand the call's feedback text to Twilio, exactly once."""
         with self.store.transaction() as session:
-            message = session.scalars(
-                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
-            ).first()
-            if message is None or message.state == "sent":
+            message = self._outbox(session, job)
+            if message is None or message.state in ("sent", "failed"):
                 return
+            # "sending" here means an earlier attempt may have reached Twilio before it died.
+            uncertain = message.state == "sending"
             message.state = "sending"
-            to_number, body = message.to_number, message.body
+            to_number, body, queued_at = message.to_number, message.body, message.created_at
         try:
-            sid = self.text_sender.send(to_number, body)
+            sid = self.text_sender.find_sent(to_number, body, queued_at) if uncertain else None
+            if sid is None:
+                sid = self.text_sender.send(to_number, body, status_callback=self.status_callback)
         except SmsError as exc:
             if not exc.permanent:
-                raise RetryLater(str(exc), delay=min(30.0, 2.0**job.attempts)) from exc
+                # Backoff with jitter, so texts retried together do not hit Twilio together.
+                delay = min(60.0, 2.0**job.attempts) * random.uniform(0.5, 1.5)
+                raise RetryLater(str(exc), delay=delay) from exc
             self._text_failed(job, str(exc), code=exc.code)
             return
         with self.store.transaction() as session:
-            message = session.scalars(
-                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
-            ).first()
+            message = self._outbox(session, job)
             if message is not None:
                 message.state = "sent"
                 message.message_sid = sid
                 message.sent_at = time.time()
-        log.info("call %s: feedback text sent (%s)", job.call_sid, sid)
+        log.info(
+            "call %s: feedback text %s (%s)",
+            job.call_sid,
+            "found already sent" if uncertain else "sent",
+            sid,
+        )
+
+    @staticmethod
+    def _outbox(session: Session, job: Job) -> OutboxRow | None:
+        return session.scalars(select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)).first()
 
     def _text_failed(self, job: Job, reason: str, code: int | None = None) -> None:
         log.error("call %s: feedback text not sent: %s", job.call_sid, reason)
         with self.store.transaction() as session:
-            message = session.scalars(
-                select(OutboxRow).where(OutboxRow.call_sid == job.call_sid)
-            ).first()
+            message = self._outbox(session, job)
             if message is None:
                 return
             message.state = "failed"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from voice_app.store import OptOutRow, Store
+from sqlalchemy import select
+
+from voice_app.sms import UNSUBSCRIBED
+from voice_app.store import OptOutRow, OutboxRow, Store
 from voice_app.tasks import mask_number
 
 log = logging.getLogger(__name__)
@@ -45,3 +48,19 @@ class IncomingTexts:
             log.info("%s opted back in to texts", mask_number(from_number))
             return None  # Twilio confirms START itself.
         return HELP_REPLY
+
+    def delivery_report(self, message_sid: str, status: str, error_code: int | None) -> None:
+        """Record what Twilio says became of a text we sent (delivered, undelivered, failed)."""
+        with self.store.transaction() as session:
+            message = session.scalars(
+                select(OutboxRow).where(OutboxRow.message_sid == message_sid)
+            ).first()
+            if message is None:
+                log.info("delivery report for an unknown message %s", message_sid)
+                return
+            message.delivery_status = status
+            message.delivery_error_code = error_code
+            if error_code == UNSUBSCRIBED and session.get(OptOutRow, message.to_number) is None:
+                session.add(OptOutRow(number=message.to_number))
+        if status in ("undelivered", "failed"):
+            log.warning("text %s %s (error %s)", message_sid, status, error_code)

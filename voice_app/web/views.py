@@ -105,6 +105,18 @@ def incoming_text() -> Response:
     return Response(str(response), mimetype="text/xml")
 
 
+@twilio_routes.post("/sms/status")
+def text_status() -> Response:
+    """Twilio's status callback for a feedback text we sent."""
+    raw_code = request.form.get("ErrorCode", "").strip()
+    _services().texts_in.delivery_report(
+        _field("MessageSid"),
+        _field("MessageStatus"),
+        int(raw_code) if raw_code.isdigit() else None,
+    )
+    return empty_response()
+
+
 @public_routes.get("/prompts/<key>.wav")
 def prompt_audio(key: str) -> Response:
     """A rendered prompt, for <Play>."""
