@@ -52,6 +52,7 @@ strengths_intro = "What worked:"
 improve_intro = "Next time:"
 all_covered = "You covered it all."
 nothing_heard = "We did not catch an answer. Call again."
+too_short = "Say more."
 '''
 
 BANK = '''\
@@ -84,6 +85,82 @@ def test_shipped_question_has_the_eight_dimension_rubric() -> None:
     for dimension in rules.dimensions.values():
         assert len(dimension.follow_ups) >= 2, f"{dimension.name}: vary the phrasing"
     assert rules.deeper_probes
+
+
+def test_shipped_questions_each_have_their_own_rubric() -> None:
+    folder = Path(__file__).parent.parent / "grammars" / "questions"
+    questions = {path.stem for path in folder.glob("*.toml")}
+    assert {"accomplishment", "failure", "conflict", "leadership", "hard_decision"} <= questions
+    prompts = set()
+    for question_id in questions:
+        rules = load_question(question_id)
+        assert len(rules.dimensions) >= 5, question_id
+        assert all(len(d.follow_ups) >= 2 for d in rules.dimensions.values()), question_id
+        prompts.add(rules.prompt)
+    assert len(prompts) == len(questions)
+    assert set(load_question("failure").dimensions) != set(load_question("conflict").dimensions)
+
+
+def test_the_example_career_centre_bank_asks_several_questions() -> None:
+    bank = load_bank("career_centre")
+    assert bank.question_ids[0] == "accomplishment" and len(bank.question_ids) >= 5
+    assert bank.max_follow_ups == 1
+    texts = spoken_texts(bank)
+    assert load_question("conflict").prompt in texts
+
+
+def test_word_families_ignore_and_jargon_load(tmp_path: Path) -> None:
+    extra = QUESTION.replace(
+        'keywords = ["i led", "my part"]',
+        'keywords = ["i led", "my part", "{teach} {people}", "i {action}"]\nignore = ["i led on"]',
+    ) + FAMILIES
+    root = write_grammars(tmp_path, extra)
+    assert check_grammars(root) == []
+    rules = load_question("teamwork", root)
+    assert rules.words["people"] == ("the team", "new start*")
+    assert rules.dimensions["contribution"].ignore == ("i led on",)
+    assert rules.jargon is not None and rules.jargon.max_unexplained == 1
+    assert rules.feedback.too_short == "Say more."
+
+
+FAMILIES = '''
+[words]
+people = ["the team", "new start*"]
+teach = ["trained", "coached"]
+
+[jargon]
+dimension = "results"
+max_unexplained = 1
+known = ["ceo"]
+suggestion = "explain {terms} in plain words."
+'''
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        pytest.param('"i led", "my part"', '"i led", "{teach} {peeple}"',
+                     "dimensions.contribution.keywords[1]", "not a placeholder",
+                     id="unknown-family"),
+        pytest.param('people = ["the team", "new start*"]', 'people = ["the {teach}"]',
+                     "words.people[0]", "may use only", id="family-inside-family"),
+        pytest.param('dimension = "results"', 'dimension = "reslts"', "jargon.dimension",
+                     "not a dimension", id="jargon-unknown-dimension"),
+        pytest.param("max_unexplained = 1", "max_unexplained = -2", "jargon.max_unexplained",
+                     "between", id="jargon-negative"),
+        pytest.param('"Say more."', '"' + "more " * 40 + '"', "feedback.too_short",
+                     "at most 150", id="advice-too-long"),
+    ],
+)
+def test_broken_families_and_jargon_name_file_and_key(
+    tmp_path: Path, old: str, new: str, key: str, words: str
+) -> None:
+    text = QUESTION + FAMILIES
+    text = text.replace('"i led", "my part"', '"i led", "my part", "{teach} {people}"')
+    assert old in text
+    root = write_grammars(tmp_path, text.replace(old, new, 1))
+    problems = check_grammars(root)
+    assert any(f"teamwork.toml: {key}: " in p and words in p for p in problems), problems
 
 
 def test_shipped_bank_asks_the_accomplishment_question() -> None:

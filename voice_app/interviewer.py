@@ -6,8 +6,15 @@ come from Vosk (lowercase, no punctuation, numbers as words, fillers) or be type
 punctuation, smart quotes); `normalize` brings both to the same plain words before matching.
 
 Keyword syntax (owned here, documented for editors in grammars/README.md): words separated by
-spaces, `{number}` for any number in words or digits, `{word}` for any one word, and a trailing
-`*` on a word for any ending.
+spaces, `{number}` for any number in words or digits, `{word}` for any one word, `{action}` for a
+word that reports doing something ("built", "rewrote", "had to call"; not "think", "was",
+"loved"), `{NAME}` for any phrase of the word family NAME defined in the rules file's `[words]`
+table, and a trailing `*` on a word for any ending.
+
+Beyond keyword hits, three general mechanisms guard against the obvious traps: a negation shortly
+before a keyword in the same clause cancels it ("we never measured it"); a dimension's `ignore`
+phrases cover look-alikes ("a hundred percent sure" is not a result); and acronyms or jargon left
+unexplained ("we moved the e t l to kafka") count against the dimension named in `[jargon]`.
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
@@ -27,12 +34,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Only for annotations: rules.py imports this module at run time (it validates keywords with
     # the same normalisation the matcher uses), so a run-time import here would be circular.
-    from voice_app.rules import Dimension, QuestionRules
+    from voice_app.delivery import Delivery
+    from voice_app.rules import Dimension, Jargon, QuestionRules
 
 SMS_LIMIT = 320
+# The whole conversation under this many words is too short to judge well (about 15 seconds).
+SHORT_ANSWER_WORDS = 30
+# A main answer over this many words runs past about three minutes.
+LONG_ANSWER_WORDS = 420
 NUMBER_PLACEHOLDER = "{number}"
 WORD_PLACEHOLDER = "{word}"
-PLACEHOLDERS = (NUMBER_PLACEHOLDER, WORD_PLACEHOLDER)
+ACTION_PLACEHOLDER = "{action}"
+PLACEHOLDERS = (NUMBER_PLACEHOLDER, WORD_PLACEHOLDER, ACTION_PLACEHOLDER)
+_FAMILY_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+# Families of words a rules file defines in its [words] table, as (name, phrases) pairs.
+Families = tuple[tuple[str, tuple[str, ...]], ...]
 
 # Sounds and hedges that carry no meaning and would otherwise split a phrase ("i um rewrote").
 FILLERS: frozenset[str] = frozenset({
@@ -56,6 +73,14 @@ _DANGLING_WORDS = frozenset({
     "were", "my", "our", "their", "your", "as", "that", "like", "about", "where", "who", "what",
 })
 _EVIDENCE_MAX_CHARS = 70
+
+# Phrases that, said right after an acronym or a jargon word, start its explanation.
+_EXPLAINING_CUES = (
+    "which is", "which means", "that is", "thats", "meaning", "means", "stands for", "basically",
+    "in other words", "in plain", "is the", "is a", "is an", "is our", "are the", "is when",
+    "is how", "is what", "is where", "or in", "ie", "short for",
+)
+_TYPED_ACRONYM = re.compile(r"[A-Z][A-Z0-9]*[A-Z0-9](?:s)?|[A-Z][a-z]?\d+[a-z]*")
 _EVIDENCE_PER_DIMENSION = 3
 
 _NUMBER_WORDS = [
@@ -77,6 +102,45 @@ _APPROXIMATELY = (
 )
 # "two hundred and fifty", "one point five", "42", "about twenty".
 _NUMBER_PATTERN = rf"{_APPROXIMATELY}{_ONE_NUMBER}(?: (?:and |point )?{_ONE_NUMBER})*"
+
+
+def _word_list(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# `{action}`: a verb that reports doing something, as a speaker says it after "i". Regular past
+# tenses count unless they report a feeling, a state or a circumstance rather than an act.
+_NOT_ACTIONS = _word_list(
+    "liked loved enjoyed wanted hoped believed needed seemed supposed guessed wondered "
+    "cared worried remembered realised realized learned learnt used joined worked lived "
+    "arrived belonged happened qualified graduated retired struggled failed expected "
+    "assumed imagined preferred panicked appreciated hated feared doubted tired bored "
+    "interested involved engaged based aged named married excited pleased surprised amazed "
+    "scared stressed overwhelmed red bed shed wed need feed bleed speed seed weed breed"
+)
+_IRREGULAR_ACTIONS = _word_list(
+    "built rebuilt wrote rewrote ran led made remade took undertook set reset found "
+    "brought drove sold taught spoke told gave put kept began chose bought caught fought "
+    "held met paid sent spent stood won dug cut shut rang sat did redid drew oversaw "
+    "overhauled split struck tore lent stuck hung laid rode swept threw wove sought spun "
+    "shot fed bid beat bent bound dealt forgave forbade overcame overtook rethought"
+)
+# Words that may stand between "i" and the verb without changing who acted.
+_AGENT_ADVERBS = _word_list(
+    "personally also then just really finally eventually quickly immediately first even "
+    "always myself instead once often quietly properly single handedly still later soon "
+    "basically"
+)
+_ACTION_PATTERN = (
+    "(?:(?:" + "|".join(_AGENT_ADVERBS) + ") )*"
+    "(?:"
+    # "had to call", "managed to get", "decided to rebuild": the act follows "to".
+    r"(?:had|managed|decided|tried|was able|went on|offered|asked|started|began|chose|agreed|"
+    r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to \S+"
+    "|(?!(?:" + "|".join(_NOT_ACTIONS) + r")(?!\S))[a-z]+ed"
+    "|(?:" + "|".join(_IRREGULAR_ACTIONS) + r")(?!\S)"
+    ")"
+)
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4"})
 _CURRENCY = {"$": "dollars", "\u00a3": "pounds", "\u20ac": "euros"}
@@ -119,6 +183,8 @@ class Analysis:
     question_id: str
     dimensions: dict[str, DimensionResult]
     words_heard: int
+    answer_words: tuple[int, ...] = ()  # words of each answer, main answer first
+    unexplained: tuple[str, ...] = ()  # acronyms and jargon said without an explanation
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -149,6 +215,7 @@ class Feedback:
     suggestion: str | None
     sms: str
     full: dict[str, Any]
+    advice: str = ""  # the single most useful line, as the text message carries it
 
 
 @dataclass(frozen=True)
@@ -229,7 +296,7 @@ def normalize_keyword(keyword: str) -> str:
     """A keyword as the matcher sees it: normalised like answers, placeholders and stars kept."""
     words: list[str] = []
     for piece in keyword.split():
-        if piece in PLACEHOLDERS:
+        if piece in PLACEHOLDERS or _FAMILY_PLACEHOLDER.fullmatch(piece):
             words.append(piece)
         elif piece.endswith("*") and len(piece) > 1:
             cleaned = _clean_word(piece[:-1])
@@ -241,11 +308,16 @@ def normalize_keyword(keyword: str) -> str:
     return " ".join(words[i] for i in _drop_fillers(words))
 
 
-def keyword_problem(keyword: str) -> str | None:
-    """Why a keyword cannot be used, in words for the person editing the rules, or None."""
+def keyword_problem(keyword: str, families: Collection[str] = ()) -> str | None:
+    """Why a keyword cannot be used, in words for the person editing the rules, or None.
+
+    `families` are the names of the word families the rules file defines (usable as {NAME}).
+    """
+    known = (*PLACEHOLDERS, *(f"{{{name}}}" for name in families))
     for piece in keyword.split():
-        if ("{" in piece or "}" in piece) and piece not in PLACEHOLDERS:
-            return f"{piece} is not a placeholder; use {' or '.join(PLACEHOLDERS)}"
+        if ("{" in piece or "}" in piece) and piece not in known:
+            return (f"{piece} is not a placeholder; use {', '.join(PLACEHOLDERS)} or a family "
+                    "of the [words] table")
         if "*" in piece.rstrip("*") or piece.count("*") > 1:
             return f"the star in {piece!r} may only end a word, e.g. 'volunteer*'"
         if piece.endswith("*") and not _clean_word(piece[:-1]):
@@ -253,24 +325,45 @@ def keyword_problem(keyword: str) -> str | None:
     words = normalize_keyword(keyword).split()
     if not words:
         return "has no words left once punctuation and fillers are ignored"
-    if all(word in PLACEHOLDERS for word in words):
+    if all(word in (NUMBER_PLACEHOLDER, WORD_PLACEHOLDER) for word in words):
         return f"would match almost anything; add a word, e.g. '{NUMBER_PLACEHOLDER} percent'"
     return None
 
 
+def _word_regex(word: str) -> str:
+    """One normalised word of a keyword or family phrase: literal, with any ending (star), or a
+    {number} or {word} placeholder."""
+    if word == NUMBER_PLACEHOLDER:
+        return _NUMBER_PATTERN
+    if word == WORD_PLACEHOLDER:
+        return r"\S+"
+    if word.endswith("*"):
+        return re.escape(word[:-1]) + r"\w*"
+    return re.escape(word)
+
+
 @functools.lru_cache(maxsize=8192)
-def _phrase_regex(phrase: str) -> re.Pattern[str]:
+def _phrase_regex(phrase: str, families: Families = ()) -> re.Pattern[str]:
     """The regular expression of one keyword, over space-separated normalised tokens."""
+    family = dict(families)
     parts = []
     for word in normalize_keyword(phrase).split():
+        named = _FAMILY_PLACEHOLDER.fullmatch(word)
         if word == NUMBER_PLACEHOLDER:
             parts.append(_NUMBER_PATTERN)
         elif word == WORD_PLACEHOLDER:
             parts.append(r"\S+")
-        elif word.endswith("*"):
-            parts.append(re.escape(word[:-1]) + r"\w*")
+        elif word == ACTION_PLACEHOLDER:
+            parts.append(_ACTION_PATTERN)
+        elif named and named[1] in family:
+            members = sorted(
+                (" ".join(_word_regex(w) for w in normalize_keyword(m).split())
+                 for m in family[named[1]]),
+                key=len, reverse=True,  # longest first: "the new starters" before "the new"
+            )
+            parts.append("(?:" + "|".join(members) + ")")
         else:
-            parts.append(re.escape(word))
+            parts.append(_word_regex(word))
     return re.compile(r"(?<!\S)" + " ".join(parts) + r"(?!\S)")
 
 
@@ -278,6 +371,7 @@ class _Answer:
     """One answer prepared for matching: tokens, their text, and where each token starts."""
 
     def __init__(self, text: str, rules: QuestionRules) -> None:
+        self.families: Families = tuple(rules.words.items())
         self.raw_words, self.tokens = _tokenize(text)
         self.joined = " ".join(token.text for token in self.tokens)
         self.starts: list[int] = []
@@ -299,10 +393,84 @@ class _Answer:
 
     def find(self, phrase: str) -> Iterable[tuple[int, int]]:
         """(first, last) token indexes of each place the phrase occurs."""
-        for match in _phrase_regex(phrase).finditer(self.joined):
+        for match in _phrase_regex(phrase, self.families).finditer(self.joined):
             first = bisect_right(self.starts, match.start()) - 1
             last = bisect_right(self.starts, match.end() - 1) - 1
             yield first, last
+
+    def covered(self, phrases: Iterable[str]) -> set[int]:
+        """Token indexes inside any occurrence of the phrases."""
+        return {
+            i for phrase in phrases for first, last in self.find(phrase)
+            for i in range(first, last + 1)
+        }
+
+    def unexplained_terms(self, jargon: Jargon) -> list[str]:
+        """Acronyms and jargon words said without an explanation nearby, as the caller said them.
+
+        An acronym is a run of spelled-out letters ("e t l", "p ninety nine") or a capitalised
+        typed one ("ETL", "K8s"); it counts as explained when its words follow or precede it
+        ("o t p on time performance"), or an explaining phrase comes right after it ("which
+        is", "basically", a bracket).
+        """
+        known = {normalize_keyword(k).replace(" ", "") for k in jargon.known}
+        tokens = [t.text for t in self.tokens]
+        found: list[tuple[int, int]] = []
+        typed: dict[int, str] = {}  # token index -> a typed acronym as written, lowercased
+        i = 0
+        while i < len(tokens):
+            j = i
+            while j < len(tokens) and _is_letter(tokens[j]):
+                j += 1
+            letters = j - i
+            spelled = letters >= 2 and any(t not in ("a", "i") for t in tokens[i:j])
+            coded = letters >= 1 and tokens[i] not in ("a", "i") and j < len(tokens) and (
+                _is_number_word(tokens[j])
+            )
+            if spelled or coded:
+                while j < len(tokens) and (
+                    _is_number_word(tokens[j]) or (_is_letter(tokens[j]) and tokens[j] != "a")
+                ):
+                    j += 1
+                found.append((i, j - 1))
+                i = j
+                continue
+            raw = self.raw_words[self.tokens[i].raw].strip(_QUOTE_EDGES)
+            raw = re.sub(r"['\u2019]s$|(?<=[A-Z])s$", "", raw)  # CEO's, HCAs
+            if _TYPED_ACRONYM.fullmatch(raw) and raw not in ("I", "A"):
+                typed[i] = raw.casefold()
+                found.append((i, i))
+            i += 1
+        for first, last in (
+            span for term in jargon.terms for span in self.find(term)
+        ):
+            found.append((first, last))
+        terms: list[str] = []
+        for first, last in sorted(set(found)):
+            said = typed.get(first) or " ".join(tokens[first : last + 1])
+            if said.replace(" ", "") in known or self._explained(first, last):
+                continue
+            if said not in terms:
+                terms.append(said)
+        return terms
+
+    def _explained(self, first: int, last: int) -> bool:
+        tokens = [t.text for t in self.tokens]
+        letters = [t[0] for t in tokens[first : last + 1] if _is_letter(t)]
+        if len(letters) >= 2:
+            # The words the letters stand for, just after them or just before them.
+            windows = [tokens[s : s + len(letters) + 2] for s in range(last + 1, last + 4)]
+            windows += [tokens[s:first] for s in range(max(0, first - len(letters) - 3), first)]
+            for window in windows:
+                words = [w for w in window if w not in ("and", "of", "the", "for")]
+                if [w[0] for w in words[: len(letters)]] == letters:
+                    return True
+        after = self.raw_words[self.tokens[last].raw + 1] if self.tokens[last].raw + 1 < len(
+            self.raw_words) else ""
+        if after.startswith("("):  # typed: "HCAs (healthcare assistants)"
+            return True
+        following = " ".join(tokens[last + 1 : last + 4])
+        return any(following.startswith(cue) for cue in _EXPLAINING_CUES)
 
     def negated(self, first: int) -> bool:
         """Whether a negation comes shortly before token `first`, in the same clause."""
@@ -347,14 +515,30 @@ class _Answer:
         return text, range(start, end + 1)
 
 
+def _is_letter(word: str) -> bool:
+    return len(word) == 1 and "a" <= word <= "z"
+
+
+def _is_number_word(word: str) -> bool:
+    return word.isdigit() or word in _NUMBER_WORD_SET
+
+
+_NUMBER_WORD_SET = frozenset(_NUMBER_WORDS)
+
+
 def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> DimensionResult:
     """Find a dimension's keywords across all answers; strongest keyword first in the evidence."""
     evidence: list[str] = []
     quoted: set[tuple[int, int]] = set()  # (answer, token) already inside a quote: no repeats
+    ignored = [answer.covered(dimension.ignore) for answer in answers]
     for keyword in dimension.keywords:
         for number, answer in enumerate(answers):
             for first, last in answer.find(keyword):
-                if answer.negated(first) or (number, first) in quoted:
+                if (
+                    answer.negated(first)
+                    or (number, first) in quoted
+                    or ignored[number].intersection(range(first, last + 1))
+                ):
                     continue
                 text, span = answer.quote(first, last)
                 quoted.update((number, i) for i in span)
@@ -368,13 +552,23 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
 def analyze(rules: QuestionRules, answers: Sequence[str]) -> Analysis:
     """What the whole conversation so far (main answer and follow-up answers) shows."""
     prepared = [_Answer(text, rules) for text in answers]
+    dimensions = {
+        name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
+    }
+    unexplained: list[str] = []
+    jargon = rules.jargon
+    if jargon is not None and jargon.dimension in dimensions:
+        for answer in prepared:
+            unexplained.extend(t for t in answer.unexplained_terms(jargon) if t not in unexplained)
+        if len(unexplained) > jargon.max_unexplained:
+            # Background full of unexplained terms does not help an outsider: not shown.
+            dimensions[jargon.dimension] = DimensionResult(False, ())
     return Analysis(
         question_id=rules.id,
-        dimensions={
-            name: _dimension_result(rules.dimensions[name], prepared)
-            for name in rules.probe_order
-        },
+        dimensions=dimensions,
         words_heard=sum(len(answer.tokens) for answer in prepared),
+        answer_words=tuple(len(answer.tokens) for answer in prepared),
+        unexplained=tuple(unexplained),
     )
 
 
@@ -429,17 +623,10 @@ def _truncate(text: str, limit: int) -> str:
 def _compose_sms(
     rules: QuestionRules,
     strengths: Sequence[tuple[str, str]],
-    improve: str | None,
-    heard: bool,
+    closing: str,
 ) -> str:
     """The text message, dropping detail (second strength, then quotes) until it fits."""
     texts = rules.feedback
-    if not heard:
-        return _truncate(gsm7_safe(f"{texts.heading} {texts.nothing_heard}"), SMS_LIMIT)
-    if improve is None:
-        closing = texts.all_covered
-    else:
-        closing = f"{texts.improve_intro} {rules.dimensions[improve].suggestion}"
     sms = ""
     for count, with_quotes in ((2, True), (1, True), (1, False), (0, False)):
         items = [
@@ -460,15 +647,63 @@ def _compose_sms(
     return _truncate(sms, SMS_LIMIT)
 
 
-def summarize(rules: QuestionRules, analysis: Analysis) -> Feedback:
-    """Feedback for the caller: up to two strengths, the single most useful improvement, the SMS."""
+def _length_verdict(analysis: Analysis) -> str:
+    """"short", "long" or "ok", from the whole conversation and the main answer."""
+    if analysis.words_heard < SHORT_ANSWER_WORDS:
+        return "short"
+    if analysis.answer_words and analysis.answer_words[0] > LONG_ANSWER_WORDS:
+        return "long"
+    return "ok"
+
+
+def _improvement_text(rules: QuestionRules, analysis: Analysis, name: str) -> str:
+    """The suggestion for a missing dimension, naming unexplained jargon when that was the gap."""
+    jargon = rules.jargon
+    if jargon is not None and name == jargon.dimension and analysis.unexplained:
+        terms = ", ".join(f"'{t}'" for t in analysis.unexplained[:2])
+        return _truncate(jargon.suggestion.replace("{terms}", terms), 150)
+    return rules.dimensions[name].suggestion
+
+
+def summarize(
+    rules: QuestionRules, analysis: Analysis, delivery: Delivery | None = None
+) -> Feedback:
+    """Feedback for the caller: strengths with quotes, the single most useful advice, the SMS.
+
+    `delivery` (from `voice_app.delivery.measure_turns`) adds talk time, pace, pauses and
+    fillers when the recogniser gave word timings.
+    """
+    texts = rules.feedback
     heard = analysis.words_heard > 0
     strengths = tuple(
         (name, analysis.dimensions[name].evidence[0]) for name in analysis.shown[:2]
     ) if heard else ()
     improve = analysis.missing[0] if heard and analysis.missing else None
-    suggestion = rules.dimensions[improve].suggestion if improve else None
-    sms = _compose_sms(rules, strengths, improve, heard)
+    suggestion = _improvement_text(rules, analysis, improve) if improve else None
+    length = _length_verdict(analysis) if heard else "none"
+    length_advice = {"short": texts.too_short, "long": texts.too_long}.get(length)
+    delivery_advice = [getattr(texts, key) for key in delivery.advice_keys()] if delivery else []
+
+    # The one line the text message carries: the most useful thing to change next time.
+    if not heard:
+        kind, advice = "nothing_heard", texts.nothing_heard
+    elif length == "short":
+        kind, advice = "length", texts.too_short
+    elif suggestion:
+        kind, advice = "dimension", suggestion
+    elif delivery_advice:
+        kind, advice = "delivery", delivery_advice[0]
+    elif length_advice:
+        kind, advice = "length", length_advice
+    else:
+        kind, advice = "all_covered", texts.all_covered
+    if not heard:
+        sms = _truncate(gsm7_safe(f"{texts.heading} {texts.nothing_heard}"), SMS_LIMIT)
+    elif kind == "all_covered":
+        sms = _compose_sms(rules, strengths, texts.all_covered)
+    else:
+        sms = _compose_sms(rules, strengths, f"{texts.improve_intro} {advice}")
+
     full: dict[str, Any] = {
         "question_id": rules.id,
         "words_heard": analysis.words_heard,
@@ -487,6 +722,16 @@ def summarize(rules: QuestionRules, analysis: Analysis) -> Feedback:
         ],
         "improve": improve,
         "suggestion": suggestion,
+        "unexplained_terms": list(analysis.unexplained),
+        "length": {
+            "answer_words": list(analysis.answer_words),
+            "verdict": length,
+            "advice": length_advice,
+        },
+        "delivery": (
+            {**delivery.as_dict(), "advice": delivery_advice} if delivery is not None else None
+        ),
+        "advice": {"kind": kind, "text": advice},
         "sms": sms,
     }
-    return Feedback(strengths, improve, suggestion, sms, full)
+    return Feedback(strengths, improve, suggestion, sms, full, advice)

@@ -14,14 +14,21 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from voice_app.errors import RulesError
-from voice_app.interviewer import gsm7_safe, keyword_problem, normalize_keyword
+from voice_app.interviewer import (
+    NUMBER_PLACEHOLDER,
+    PLACEHOLDERS,
+    WORD_PLACEHOLDER,
+    gsm7_safe,
+    keyword_problem,
+    normalize_keyword,
+)
 
 DEFAULT_GRAMMARS_DIR = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -35,6 +42,7 @@ MAX_PRAISE_CHARS = 50
 MAX_SUGGESTION_CHARS = 150
 MAX_NOTHING_HEARD_CHARS = 250
 MAX_FOLLOW_UPS_LIMIT = 10
+FAMILY_PLACEHOLDERS = (NUMBER_PLACEHOLDER, WORD_PLACEHOLDER)
 
 _SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -42,10 +50,24 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _FILE_KEY = "(file)"
 
 _QUESTION_KEYS = ("id", "prompt", "probe_order", "deeper_probes", "dimensions", "negation",
-                  "feedback")
-_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise")
+                  "feedback", "words", "jargon")
+_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise", "ignore")
 _NEGATION_KEYS = ("words", "window", "except")
-_FEEDBACK_KEYS = ("heading", "strengths_intro", "improve_intro", "all_covered", "nothing_heard")
+_JARGON_KEYS = ("dimension", "known", "terms", "max_unexplained", "suggestion")
+# Advice on length and delivery: optional in a file, these defaults apply when left out.
+DEFAULT_ADVICE = {
+    "too_short": "give a fuller answer of one to two minutes: the situation, what you did, the "
+                 "result and what you learned.",
+    "too_long": "keep the answer to about two minutes: lead with the result, then the one or two "
+                "steps that made it happen.",
+    "too_fast": "slow down a little: about 140 words a minute is easy to follow.",
+    "too_slow": "keep the pace up a little: aim for about 140 words a minute.",
+    "many_fillers": "swap 'um' and 'uh' for a short silent pause; it sounds more confident.",
+    "long_pauses": "plan your first sentence and your result before you start, so you do not "
+                   "stall mid-answer.",
+}
+_FEEDBACK_KEYS = ("heading", "strengths_intro", "improve_intro", "all_covered", "nothing_heard",
+                  *DEFAULT_ADVICE)
 _BANK_KEYS = ("name", "questions", "max_follow_ups")
 
 
@@ -59,6 +81,7 @@ class Dimension:
     follow_ups: tuple[str, ...]
     suggestion: str
     praise: str
+    ignore: tuple[str, ...] = ()  # look-alike phrases whose words never count as a keyword here
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,17 @@ class Negation:
 
 
 @dataclass(frozen=True)
+class Jargon:
+    """Acronyms and jargon left unexplained count against one dimension (usually context)."""
+
+    dimension: str
+    known: tuple[str, ...]  # acronyms everyone knows ("ceo", "hr"): never count
+    terms: tuple[str, ...]  # jargon words (not acronyms) that need explaining
+    max_unexplained: int  # more unexplained terms than this and the dimension is not shown
+    suggestion: str  # replaces the dimension's suggestion when jargon was the problem
+
+
+@dataclass(frozen=True)
 class FeedbackTexts:
     """The fixed wording of the feedback text message."""
 
@@ -79,6 +113,12 @@ class FeedbackTexts:
     improve_intro: str
     all_covered: str
     nothing_heard: str
+    too_short: str = DEFAULT_ADVICE["too_short"]
+    too_long: str = DEFAULT_ADVICE["too_long"]
+    too_fast: str = DEFAULT_ADVICE["too_fast"]
+    too_slow: str = DEFAULT_ADVICE["too_slow"]
+    many_fillers: str = DEFAULT_ADVICE["many_fillers"]
+    long_pauses: str = DEFAULT_ADVICE["long_pauses"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +132,9 @@ class QuestionRules:
     deeper_probes: tuple[str, ...]
     negation: Negation
     feedback: FeedbackTexts
+    # Word families used in keywords as {NAME}.
+    words: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    jargon: Jargon | None = None
 
 
 @dataclass(frozen=True)
@@ -259,8 +302,8 @@ def _read_toml(path: Path, checker: _Checker) -> dict[str, Any] | None:
     return None
 
 
-def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str
-              ) -> tuple[str, ...]:
+def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str,
+              families: Collection[str] = ()) -> tuple[str, ...]:
     """A list of keywords: each usable by the matcher, none repeated once normalised."""
     keywords = checker.texts(table, key, where)
     seen: dict[str, int] = {}
@@ -269,7 +312,7 @@ def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str
         if not isinstance(keyword, str) or not keyword.strip():
             continue
         item_key = f"{_join(where, key)}[{index}]"
-        trouble = keyword_problem(keyword)
+        trouble = keyword_problem(keyword, families)
         if trouble:
             checker.problem(item_key, f"{keyword!r}: {trouble}")
             continue
@@ -293,6 +336,7 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
                         f"they must match (id = {path.stem!r})")
     prompt = checker.text(data, "prompt", spoken=True)
     deeper = checker.texts(data, "deeper_probes", spoken=True)
+    words = _word_families(checker, data)
 
     dimensions: dict[str, Dimension] = {}
     for name, table in checker.table(data, "dimensions").items():
@@ -307,11 +351,13 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         dimensions[name] = Dimension(
             name=name,
             label=checker.text(table, "label", where),
-            keywords=_keywords(checker, table, "keywords", where),
+            keywords=_keywords(checker, table, "keywords", where, words),
             follow_ups=checker.texts(table, "follow_ups", where, spoken=True),
             suggestion=checker.text(table, "suggestion", where, limit=MAX_SUGGESTION_CHARS,
                                     sms=True),
             praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
+            ignore=(_keywords(checker, table, "ignore", where, words)
+                    if "ignore" in table else ()),
         )
     if "dimensions" in data and isinstance(data["dimensions"], dict) and not dimensions:
         checker.problem("dimensions", "has no dimensions: add at least one [dimensions.NAME]")
@@ -341,8 +387,15 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
     if "window" not in negation_table:
         checker.missing("negation.window", "negation", "add a line like  window = 3")
 
+    jargon = _jargon(checker, data, dimensions, words)
+
     feedback_table = checker.table(data, "feedback")
     checker.unknown_keys(feedback_table, _FEEDBACK_KEYS, "feedback")
+    advice = {
+        key: checker.text(feedback_table, key, "feedback", limit=MAX_SUGGESTION_CHARS, sms=True)
+        for key in DEFAULT_ADVICE
+        if key in feedback_table
+    }
     feedback = FeedbackTexts(
         heading=checker.text(feedback_table, "heading", "feedback", limit=MAX_HEADING_CHARS,
                              sms=True),
@@ -354,6 +407,7 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
                                  limit=MAX_SUGGESTION_CHARS, sms=True),
         nothing_heard=checker.text(feedback_table, "nothing_heard", "feedback",
                                    limit=MAX_NOTHING_HEARD_CHARS, sms=True),
+        **advice,
     )
     ordered = {name: dimensions[name] for name in probe_order if name in dimensions}
     return QuestionRules(
@@ -364,6 +418,55 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         deeper_probes=deeper,
         negation=negation,
         feedback=feedback,
+        words=MappingProxyType(words),
+        jargon=jargon,
+    )
+
+
+def _word_families(checker: _Checker, data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The optional [words] table: NAME = ["phrase", ...], used in keywords as {NAME}."""
+    if "words" not in data:
+        return {}
+    table = checker.table(data, "words")
+    families: dict[str, tuple[str, ...]] = {}
+    for name in table:
+        where = f"words.{name}"
+        if not _DIMENSION_NAME.fullmatch(name):
+            checker.problem(where, "a family name uses only lowercase letters, digits and '_'")
+            continue
+        if f"{{{name}}}" in PLACEHOLDERS:
+            checker.problem(where, f"{{{name}}} is built in; choose another name")
+            continue
+        phrases = _keywords(checker, table, name, "words")
+        for index, phrase in enumerate(phrases):
+            nested = [w for w in phrase.split() if "{" in w and w not in FAMILY_PLACEHOLDERS]
+            if nested:
+                checker.problem(f"{where}[{index}]", f"{phrase!r}: a family may use only "
+                                f"{' and '.join(FAMILY_PLACEHOLDERS)}, not {nested[0]}")
+        families[name] = phrases
+    return families
+
+
+def _jargon(checker: _Checker, data: Mapping[str, Any], dimensions: Mapping[str, Dimension],
+            words: Mapping[str, tuple[str, ...]]) -> Jargon | None:
+    """The optional [jargon] table."""
+    if "jargon" not in data:
+        return None
+    table = checker.table(data, "jargon")
+    checker.unknown_keys(table, _JARGON_KEYS, "jargon")
+    dimension = checker.text(table, "dimension", "jargon")
+    if dimension and dimension not in dimensions:
+        checker.problem("jargon.dimension", f"{dimension!r} is not a dimension in this file")
+    limit = checker.whole_number(table, "max_unexplained", "jargon", low=0, high=20)
+    if "max_unexplained" not in table:
+        checker.missing("jargon.max_unexplained", "jargon", "add a line like  max_unexplained = 1")
+    return Jargon(
+        dimension=dimension,
+        known=_keywords(checker, table, "known", "jargon") if "known" in table else (),
+        terms=_keywords(checker, table, "terms", "jargon", words) if "terms" in table else (),
+        max_unexplained=limit or 0,
+        suggestion=checker.text(table, "suggestion", "jargon", limit=MAX_SUGGESTION_CHARS,
+                                sms=True),
     )
 
 
