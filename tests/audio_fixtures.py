@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voice_app.asr.vosk_engine import VoskRecognizer
 from voice_app.audio import PHONE_RATE, Samples, read_wav, resample, to_wav_bytes
 
 # espeak-ng's Korean at its default 175 words a minute is too fast for the small Korean model to
@@ -37,24 +38,35 @@ def korean_model_path() -> str:
     return str(model)
 
 
+@functools.lru_cache(maxsize=1)
+def korean_recognizer() -> VoskRecognizer:
+    """The Korean model loaded once for the whole test session (about 3 s and 300 MB a load)."""
+    return VoskRecognizer(korean_model_path())
+
+
 @functools.lru_cache(maxsize=64)
-def korean_speech_samples(
-    text: str, rate: int = PHONE_RATE, words_per_minute: int = KOREAN_SPEECH_RATE
-) -> Samples:
-    """Korean speech for `text` from espeak-ng, as mono int16 samples at `rate` Hz."""
+def speech_samples(text: str, voice: str, rate: int, words_per_minute: int) -> Samples:
+    """Speech for `text` from espeak-ng in `voice`, as mono int16 samples at `rate` Hz."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise RuntimeError("espeak-ng is needed for the speech tests: apt-get install espeak-ng")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "speech.wav"
         subprocess.run(
-            [espeak, "-v", "ko", "-s", str(words_per_minute), "-w", str(out), text],
+            [espeak, "-v", voice, "-s", str(words_per_minute), "-w", str(out), text],
             check=True, capture_output=True, timeout=30,
         )
         samples, source_rate = read_wav(out.read_bytes())
     converted = resample(samples, source_rate, rate)
     converted.setflags(write=False)  # shared through the cache
     return converted
+
+
+def korean_speech_samples(
+    text: str, rate: int = PHONE_RATE, words_per_minute: int = KOREAN_SPEECH_RATE
+) -> Samples:
+    """Korean speech for `text` from espeak-ng, as mono int16 samples at `rate` Hz."""
+    return speech_samples(text, "ko", rate, words_per_minute)
 
 
 def korean_speech_wav(

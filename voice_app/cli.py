@@ -102,7 +102,13 @@ def main() -> None:
     is_flag=True,
     help="Take the given text as the transcript (no speech model needed).",
 )
-@click.option("--no-text", is_flag=True, help="Press 2 at the consent question: no feedback text.")
+@click.option("--no-text", is_flag=True, help="Press 2 at the texting question: no feedback text.")
+@click.option(
+    "--say-consent",
+    default=None,
+    metavar="TEXT",
+    help="Say TEXT (e.g. 'yes please') at the texting question instead of pressing 1.",
+)
 @click.option(
     "--from", "from_number", default="+15555550100", show_default=True, help="The caller's number."
 )
@@ -121,6 +127,7 @@ def simulate(
     /,
     perfect_asr: bool,
     no_text: bool,
+    say_consent: str | None,
     from_number: str,
     url: str | None,
     standin_port: int,
@@ -154,6 +161,7 @@ def simulate(
         steps=steps,
         perfect_asr=perfect_asr,
         consent_key="2" if no_text else "1",
+        consent_says=say_consent,
         from_number=from_number,
         url=url,
         standin_port=standin_port,
@@ -253,3 +261,19 @@ def serve(host: str, port: int, processes: int, threads: int) -> None:
         run_server(host=host, port=port, processes=processes, threads=threads)
     except VoiceAppError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+# `voice-app model download|check` live next to the model code they wrap.
+from voice_app.models import model_group  # noqa: E402
+
+main.add_command(model_group, "model")
+
+
+def _register_practice_commands() -> None:
+    from voice_app.practice import analyze_command, practice_command
+
+    main.add_command(analyze_command)
+    main.add_command(practice_command)
+
+
+_register_practice_commands()

@@ -97,6 +97,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder of an unpacked Vosk model (e.g. vosk-model-small-en-us-0.15).",
     ),
     Setting(
+        "vosk_model_name",
+        "VOICE_APP_VOSK_MODEL",
+        "vosk-model-small-en-us-0.15",
+        "Vosk model used when VOSK_MODEL_PATH is empty: its folder in the model cache, and what "
+        "`voice-app model download` fetches by default.",
+    ),
+    Setting(
+        "model_cache_dir",
+        "VOICE_APP_MODEL_CACHE",
+        "~/.cache/vosk",
+        "Folder `voice-app model download` unpacks Vosk models into (Vosk's own cache).",
+    ),
+    Setting(
+        "asr_threads",
+        "VOICE_APP_ASR_THREADS",
+        "0",
+        "Most recognitions running at once per process; 0 means one per CPU core. Answers "
+        "beyond it wait in the job queue while the caller hears the holding prompt.",
+        _parse_positive_int,
+    ),
+    Setting(
+        "asr_max_seconds",
+        "VOICE_APP_ASR_MAX_SECONDS",
+        "300",
+        "Longest stretch of one recording that is transcribed; the rest is cut (and logged).",
+        _parse_positive_int,
+    ),
+    Setting(
         "database_url",
         "VOICE_APP_DATABASE_URL",
         "",
@@ -216,6 +244,10 @@ class Settings:
     public_base_url: str
     asr: str
     vosk_model_path: str
+    vosk_model_name: str
+    model_cache_dir: str
+    asr_threads: int
+    asr_max_seconds: int
     database_url: str
     data_dir: str
     insecure_skip_signature: bool
