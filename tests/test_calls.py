@@ -21,7 +21,7 @@ from voice_app.simulator import (
     SimulationOptions,
     simulate,
 )
-from voice_app.store import Store, TurnRow
+from voice_app.store import CallRow, Store, TurnRow
 
 STRONG_START = (
     "i led the rebuild of our hospital's night shift rota and we cut overtime by thirty percent"
@@ -74,7 +74,8 @@ def test_a_whole_call_ends_with_one_feedback_text_built_from_the_answers(
     assert text.to == "+15555550100"
     assert "thirty percent" in text.body  # the feedback quotes what the caller said
     assert len(text.body) <= 320
-    assert report.recordings_made == 3 and report.recordings_kept == 0
+    # Three answers and the short recording a key press ends at the texting question.
+    assert report.recordings_made == 4 and report.recordings_kept == 0
 
 
 def test_no_text_when_the_caller_says_no(sim_config: dict[str, Any]) -> None:
@@ -103,7 +104,7 @@ def test_star_repeats_the_question_and_the_discarded_recording_is_deleted(
 
     said = line_said(report)
     assert said.count(QUESTION) == 2
-    assert report.recordings_made == 2 and report.recordings_kept == 0
+    assert report.recordings_made == 3 and report.recordings_kept == 0
     assert len(report.texts) == 1
 
 
@@ -148,9 +149,13 @@ def test_the_simulator_uses_the_real_recognizer_when_asked_to(
     with store.transaction() as session:
         first = session.scalars(select(TurnRow).where(TurnRow.number == 0)).one()
         transcript = first.transcript or ""
+        feedback = session.scalars(select(CallRow)).one().feedback or {}
     store.dispose()
     assert any("\uac00" <= ch <= "\ud7a3" for ch in transcript)  # Vosk heard Korean speech
     assert len(report.texts) == 1
+    # Vosk's word timings give delivery figures, kept with the session's full feedback.
+    delivery = feedback["questions"][0]["delivery"]
+    assert delivery["talk_seconds"] > 0 and delivery["words"] > 0
 
 
 def test_simulate_command_prints_the_call_as_json(
@@ -194,3 +199,13 @@ def test_simulate_command_prints_a_readable_dialog(
     assert "CALLER | i led the rebuild" in result.output
     assert "[probes " in result.output
     assert "TEXT to +15555550100:" in result.output
+
+
+@pytest.mark.parametrize(("reply", "texted"), [("yes please", True), ("no thanks", False)])
+def test_the_texting_question_can_be_answered_out_loud(
+    sim_config: dict[str, Any], reply: str, texted: bool
+) -> None:
+    report = run_call(sim_config, CallerStep(ANSWER, STRONG_START), consent_says=reply)
+
+    assert (len(report.texts) == 1) is texted
+    assert report.recordings_kept == 0

@@ -225,3 +225,59 @@ def test_phrasing_is_stable_within_a_call_and_varies_between_calls(script: Scrip
 
     assert first_follow_up("CA-same") == first_follow_up("CA-same")
     assert len({first_follow_up(f"CA{i}") for i in range(30)}) > 1
+
+
+def test_a_spoken_reply_to_the_texting_question_is_recognised_in_the_background(
+    script: Script,
+) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+
+    outcome = flow.on_consent(script, call, "", recording_url=URL + "c")
+
+    assert outcome.effects == (flow.TranscribeReply("consent", URL + "c"),)
+    assert outcome.reply == (Hold(0, 1),)
+    assert call.consent is None and call.consent_pending
+
+
+def test_the_caller_holds_until_the_spoken_reply_is_understood_then_hears_it_confirmed(
+    script: Script,
+) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "", recording_url=URL + "c")
+    call.turns[0].status, call.turns[0].transcript = flow.TRANSCRIBED, WEAK_ANSWER
+
+    assert flow.on_wait(script, call, 0, 1).reply == (Hold(0, 2),)
+
+    flow.on_consent_heard(call, "yes")
+    outcome = flow.on_wait(script, call, 0, 2)
+
+    assert call.consent is True
+    assert spoken(outcome)[0] == script.lines.consent_yes
+    assert isinstance(outcome.reply[-1], Listen)  # then the follow-up
+
+
+def test_an_unclear_spoken_reply_means_no_text(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "", recording_url=URL + "c")
+    call.turns[0].status, call.turns[0].transcript = flow.TRANSCRIBED, WEAK_ANSWER
+
+    flow.on_consent_heard(call, None)
+    outcome = flow.on_wait(script, call, 0, 1)
+
+    assert call.consent is False
+    assert spoken(outcome)[0] == script.lines.consent_unclear
+
+
+def test_a_key_press_at_the_texting_question_discards_its_short_recording(
+    script: Script,
+) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+
+    outcome = flow.on_consent(script, call, "1", recording_url=URL + "c")
+
+    assert call.consent is True
+    assert outcome.effects == (flow.DiscardRecording(URL + "c"),)

@@ -187,9 +187,10 @@ def test_an_answer_is_acknowledged_at_once_and_transcribed_in_the_background(
     )
 
     assert recordings.fetched == []  # nothing slow on the request thread
-    gather = root.find("./Gather")
-    assert gather is not None and gather.get("numDigits") == "1"
-    assert urlsplit(gather.get("action", "")).path == "/voice/consent"
+    # The texting question: a short recording that 1 or 2 on the keypad ends.
+    ask = root.find("./Record")
+    assert ask is not None and urlsplit(ask.get("action", "")).path == "/voice/consent"
+    assert set(ask.get("finishOnKey", "")) == {"1", "2"}
 
     held = twilio.twiml("/voice/consent", **call_params(Digits="1"))
     pause, redirect = held.find("./Pause"), held.find("./Redirect")

@@ -9,11 +9,12 @@ from typing import Any
 
 from flask import Flask
 
-from voice_app.asr import Recognizer, load_recognizer
+from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
 from voice_app.errors import ConfigError
 from voice_app.line import PracticeLine
 from voice_app.recordings import RecordingSource, TwilioRecordings
+from voice_app.replies import load_phrases
 from voice_app.script import load_script
 from voice_app.services import Services
 from voice_app.sms import TextSender, make_text_sender
@@ -24,6 +25,9 @@ from voice_app.tts import PromptCache
 from voice_app.worker import Worker
 
 log = logging.getLogger("voice_app")
+
+# The phrase lists (grammars/phrases/) a reply to the texting question is recognised against.
+CONSENT_REPLIES = ("yes", "no")
 
 
 def create_app(
@@ -51,13 +55,14 @@ def create_app(
     tasks = Tasks(
         store=store,
         script=script,
-        recognizer=recognizer or load_recognizer(settings),
+        recognizer=bounded(recognizer, settings) if recognizer else load_recognizer(settings),
         recordings=recordings or TwilioRecordings(settings),
         text_sender=text_sender or make_text_sender(settings),
         prompts=prompts,
         delete_recordings=settings.delete_recordings,
         sms_max_chars=settings.sms_max_chars,
         # Delivery reports need a URL Twilio can reach; without one, texts go without them.
+        reply_phrases=load_phrases(settings.grammars_path, CONSENT_REPLIES),
         status_callback=(
             f"{settings.public_base_url.rstrip('/')}/sms/status"
             if settings.public_base_url

@@ -53,6 +53,11 @@ class Call:
     call_sid: str
     stage: str = INTERVIEW
     consent: bool | None = None
+    # A spoken reply to the texting question is being transcribed.
+    consent_pending: bool = False
+    # The consent decided from speech, to confirm to the caller at the next chance:
+    # "yes", "no" or "unclear".
+    consent_heard: str | None = None
     probed: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
 
@@ -80,7 +85,7 @@ class Speak:
 
 @dataclass(frozen=True)
 class AskConsent:
-    """Ask the consent question and read one key from the keypad."""
+    """Ask the texting question; the caller answers on the keypad or says yes or no."""
 
     text: str
 
@@ -119,6 +124,14 @@ class Transcribe:
 
 
 @dataclass(frozen=True)
+class TranscribeReply:
+    """Recognise a short spoken reply (`purpose`: "consent") against its phrase list."""
+
+    purpose: str
+    recording_url: str
+
+
+@dataclass(frozen=True)
 class DiscardRecording:
     """Delete a recording that will not be transcribed (the caller asked to hear the question)."""
 
@@ -132,7 +145,7 @@ class FinishCall:
     reason: str
 
 
-Effect = Transcribe | DiscardRecording | FinishCall
+Effect = Transcribe | TranscribeReply | DiscardRecording | FinishCall
 
 
 @dataclass(frozen=True)
@@ -153,19 +166,51 @@ def start(script: Script, call_sid: str) -> Outcome:
     return Outcome(call, (*steps, Listen(turn.number)))
 
 
-def on_consent(script: Script, call: Call, digits: str) -> Outcome:
-    """The caller pressed a key (or none) at the consent question; 1 means yes."""
-    if call.consent is not None:
+def on_consent(
+    script: Script, call: Call, digits: str, recording_url: str | None = None
+) -> Outcome:
+    """The caller answered the texting question: 1 or 2, a spoken reply, or nothing."""
+    if call.consent is not None or call.consent_pending:
         return current_reply(script, call)
-    call.consent = digits.strip().startswith("1")
-    acknowledgement = script.lines.consent_yes if call.consent else script.lines.consent_no
+    key = digits.strip()[:1]
+    effects: tuple[Effect, ...] = ()
+    if key in ("1", "2"):
+        call.consent = key == "1"
+        # The key ended a short recording that nobody needs.
+        effects = (DiscardRecording(recording_url),) if recording_url else ()
+        steps: tuple[Step, ...] = (Speak(_consent_line(script, "yes" if call.consent else "no")),)
+    elif recording_url:
+        # Keypad always works; a spoken reply is recognised against the yes/no phrase list.
+        call.consent_pending = True
+        effects = (TranscribeReply("consent", recording_url),)
+        steps = ()
+    else:
+        call.consent = False
+        steps = (Speak(script.lines.consent_no),)
     if call.stage == ENDED:
-        return Outcome(call, (Speak(acknowledgement), HangUp()))
+        return Outcome(call, (*steps, HangUp()), effects)
     turn = call.current
     assert turn is not None, "a call in its interview always has a turn"
     if turn.status == RECORDED:
-        return Outcome(call, (Speak(acknowledgement), Hold(turn.number, 1)))
-    return Outcome(call, (Speak(acknowledgement), *current_reply(script, call).reply))
+        return Outcome(call, (*steps, Hold(turn.number, 1)), effects)
+    return Outcome(call, (*steps, *current_reply(script, call).reply), effects)
+
+
+def on_consent_heard(call: Call, reply: str | None) -> None:
+    """The spoken reply to the texting question was recognised as `yes`, `no`, or neither."""
+    if not call.consent_pending:
+        return
+    call.consent_pending = False
+    call.consent = reply == "yes"
+    call.consent_heard = reply if reply in ("yes", "no") else "unclear"
+
+
+def _consent_line(script: Script, heard: str) -> str:
+    if heard == "yes":
+        return script.lines.consent_yes
+    if heard == "no":
+        return script.lines.consent_no
+    return script.lines.consent_unclear
 
 
 def on_answer(
@@ -195,7 +240,7 @@ def on_answer(
         transcribe = Transcribe(turn.number, recording_url)
         if hung_up:
             return _finish(call, "hangup", (transcribe,))
-        if call.consent is None:
+        if call.consent is None and not call.consent_pending:
             # The first answer is being transcribed: a good moment to ask about the text.
             steps: tuple[Step, ...] = (
                 Speak(script.lines.acknowledge),
@@ -214,8 +259,24 @@ def on_wait(script: Script, call: Call, turn_number: int, attempt: int) -> Outco
     turn = call.current
     if call.stage != INTERVIEW or turn is None or turn.number != turn_number:
         return current_reply(script, call)
+    waited_enough = attempt * script.hold_seconds >= script.max_wait_seconds
+    if call.consent_pending:
+        if not waited_enough:
+            return Outcome(call, (Hold(turn.number, attempt + 1),))
+        on_consent_heard(call, None)
+    outcome = _after_wait(script, call, turn, attempt, waited_enough)
+    if call.consent_heard is not None:
+        heard = Speak(_consent_line(script, call.consent_heard))
+        call.consent_heard = None
+        return Outcome(outcome.call, (heard, *outcome.reply), outcome.effects)
+    return outcome
+
+
+def _after_wait(
+    script: Script, call: Call, turn: Turn, attempt: int, waited_enough: bool
+) -> Outcome:
     if turn.status == RECORDED:
-        if attempt * script.hold_seconds < script.max_wait_seconds:
+        if not waited_enough:
             still = (Speak(script.lines.still_working),) if attempt % 5 == 0 else ()
             return Outcome(call, (*still, Hold(turn.number, attempt + 1)))
         turn.status = LATE

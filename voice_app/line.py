@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 TRANSCRIBE = "transcribe"
+TRANSCRIBE_REPLY = "transcribe_reply"
 FINALIZE = "finalize"
 DELETE_RECORDING = "delete_recording"
 
@@ -41,9 +42,9 @@ class PracticeLine:
     def incoming(self, call_sid: str, from_number: str) -> tuple[Step, ...]:
         """A call comes in (or Twilio retries that request)."""
         with self.store.transaction() as session:
-            row = _lock_call(session, call_sid)
+            row = lock_call(session, call_sid)
             if row is not None:
-                return flow.current_reply(self.script, _to_call(session, row)).reply
+                return flow.current_reply(self.script, load_call(session, row)).reply
             outcome = flow.start(self.script, call_sid)
             row = CallRow(
                 call_sid=call_sid,
@@ -53,12 +54,16 @@ class PracticeLine:
                 probed=[],
             )
             session.add(row)
-            _save(session, row, outcome.call)
+            save_call(session, row, outcome.call)
             return outcome.reply
 
-    def consent(self, call_sid: str, digits: str) -> tuple[Step, ...]:
-        """The caller answered the texting question on the keypad, or let it time out."""
-        return self._event(call_sid, lambda call: flow.on_consent(self.script, call, digits))
+    def consent(
+        self, call_sid: str, digits: str, recording_url: str | None = None
+    ) -> tuple[Step, ...]:
+        """The caller answered the texting question: keypad, spoken reply, or nothing."""
+        return self._event(
+            call_sid, lambda call: flow.on_consent(self.script, call, digits, recording_url)
+        )
 
     def answer(
         self, call_sid: str, turn: int, *, recording_url: str | None, digits: str, hung_up: bool
@@ -82,12 +87,12 @@ class PracticeLine:
 
     def _event(self, call_sid: str, handle: Callable[[Call], Outcome]) -> tuple[Step, ...]:
         with self.store.transaction() as session:
-            row = _lock_call(session, call_sid)
+            row = lock_call(session, call_sid)
             if row is None:
                 log.info("request for unknown call %s", call_sid)
                 return (flow.Speak(self.script.lines.unknown_call), flow.HangUp())
-            outcome = handle(_to_call(session, row))
-            _save(session, row, outcome.call)
+            outcome = handle(load_call(session, row))
+            save_call(session, row, outcome.call)
             queued = self._apply_effects(session, outcome)
         if queued:
             self._notify()
@@ -104,6 +109,14 @@ class PracticeLine:
                     f"{call_sid}:{effect.turn}:{effect.recording_url}",
                     call_sid=call_sid,
                     payload={"turn": effect.turn, "recording_url": effect.recording_url},
+                )
+            elif isinstance(effect, flow.TranscribeReply):
+                queued |= enqueue(
+                    session,
+                    TRANSCRIBE_REPLY,
+                    f"{call_sid}:{effect.purpose}:{effect.recording_url}",
+                    call_sid=call_sid,
+                    payload={"purpose": effect.purpose, "recording_url": effect.recording_url},
                 )
             elif isinstance(effect, flow.DiscardRecording):
                 queued |= enqueue(
@@ -124,7 +137,8 @@ class PracticeLine:
         return queued
 
 
-def _lock_call(session: Session, call_sid: str) -> CallRow | None:
+def lock_call(session: Session, call_sid: str) -> CallRow | None:
+    """The call's row, locked for this transaction; None for an unknown call."""
     # FOR UPDATE serialises webhooks and workers touching the same call on PostgreSQL; SQLite
     # transactions here already begin IMMEDIATE, which serialises all writers.
     return session.scalars(
@@ -140,7 +154,8 @@ def _turn_rows(session: Session, call_sid: str) -> list[TurnRow]:
     )
 
 
-def _to_call(session: Session, row: CallRow) -> Call:
+def load_call(session: Session, row: CallRow) -> Call:
+    """The flow's view of a stored call."""
     turns = [
         Turn(
             number=t.number,
@@ -159,17 +174,22 @@ def _to_call(session: Session, row: CallRow) -> Call:
         stage=row.stage,
         consent=row.consent,
         probed=list(row.probed or []),
+        consent_pending=row.consent_pending,
+        consent_heard=row.consent_heard,
         turns=turns,
     )
 
 
-def _save(session: Session, row: CallRow, call: Call) -> None:
+def save_call(session: Session, row: CallRow, call: Call) -> None:
+    """Store the flow's view of a call: its fields and every turn."""
     if row.consent is None and call.consent is not None:
         row.consent_at = time.time()
     if row.stage != flow.ENDED and call.stage == flow.ENDED:
         row.ended_at = time.time()
     row.stage = call.stage
     row.consent = call.consent
+    row.consent_pending = call.consent_pending
+    row.consent_heard = call.consent_heard
     row.probed = list(call.probed)
     existing = {t.number: t for t in _turn_rows(session, row.call_sid)}
     for turn in call.turns:

@@ -22,6 +22,7 @@ class Lines:
     consent: str
     consent_yes: str
     consent_no: str
+    consent_unclear: str
     introduction: str
     acknowledge: str
     still_working: str

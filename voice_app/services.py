@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from voice_app.asr import Recognizer
+from voice_app.asr import BoundedRecognizer
 from voice_app.config import Settings
 from voice_app.line import PracticeLine
 from voice_app.script import Script
@@ -26,7 +26,7 @@ class Services:
     settings: Settings
     store: Store
     script: Script
-    recognizer: Recognizer
+    recognizer: BoundedRecognizer
     prompts: PromptCache
     line: PracticeLine
     tasks: Tasks

@@ -56,7 +56,8 @@ class TwilioTextSender:
         # Not filtered by DateSent: a text still queued at Twilio has no sent date yet. The list
         # is newest first; a minute of slack covers clock differences between us and Twilio.
         try:
-            messages = self._client.messages.list(to=to, from_=self._from, limit=50)
+            # One page is enough: the text would be among the newest to this number.
+            messages = self._client.messages.page(to=to, from_=self._from, page_size=50)
         except TwilioRestException as exc:
             raise _refused(exc.status, exc.code, exc.msg) from exc
         except TwilioServiceException as exc:

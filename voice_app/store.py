@@ -44,6 +44,8 @@ class CallRow(Base):
     stage: Mapped[str] = mapped_column(String(16))
     consent: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     consent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    consent_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_heard: Mapped[str | None] = mapped_column(String(16), nullable=True)
     probed: Mapped[list[str]] = mapped_column(JSON, default=list)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)

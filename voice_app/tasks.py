@@ -9,16 +9,27 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
-from voice_app.asr import Recognizer
+from voice_app.asr import BoundedRecognizer, RecognizerBusy
+from voice_app.delivery import measure_turns
 from voice_app.errors import AudioError, RecordingFetchError, SmsError
-from voice_app.line import DELETE_RECORDING, FINALIZE, TRANSCRIBE
+from voice_app.line import (
+    DELETE_RECORDING,
+    FINALIZE,
+    TRANSCRIBE,
+    TRANSCRIBE_REPLY,
+    load_call,
+    lock_call,
+    save_call,
+)
 from voice_app.recordings import RecordingSource
+from voice_app.replies import classify, grammar
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
 from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
@@ -56,13 +67,14 @@ class Tasks:
         *,
         store: Store,
         script: Script,
-        recognizer: Recognizer,
+        recognizer: BoundedRecognizer,
         recordings: RecordingSource,
         text_sender: TextSender,
         prompts: PromptCache,
         delete_recordings: bool,
         sms_max_chars: int,
         status_callback: str | None,
+        reply_phrases: Mapping[str, Sequence[str]],
     ) -> None:
         self.store = store
         self.script = script
@@ -73,11 +85,13 @@ class Tasks:
         self.delete_recordings = delete_recordings
         self.sms_max_chars = sms_max_chars
         self.status_callback = status_callback
+        self.reply_phrases = reply_phrases
 
     def kinds(self) -> dict[str, JobKind]:
         """The job kinds, keyed by the names the web layer queues them under."""
         return {
             TRANSCRIBE: JobKind(self.transcribe, self._transcription_failed, max_attempts=8),
+            TRANSCRIBE_REPLY: JobKind(self.transcribe_reply, self._reply_failed, max_attempts=6),
             FINALIZE: JobKind(self.finalize, max_attempts=5),
             SEND_TEXT: JobKind(self.send_text, self._text_failed, max_attempts=5),
             DELETE_RECORDING: JobKind(self.delete_recording, max_attempts=5),
@@ -97,6 +111,9 @@ class Tasks:
             return
         try:
             transcript = self.recognizer.transcribe(audio)
+        except RecognizerBusy as exc:
+            # Every recognition slot is taken: back to the queue, the caller keeps holding.
+            raise RetryLater(str(exc), delay=0.5, counts=False) from exc
         except AudioError as exc:
             log.error(
                 "call %s turn %d: recording could not be decoded: %s", job.call_sid, turn, exc
@@ -115,6 +132,49 @@ class Tasks:
                     call_sid=job.call_sid,
                     payload={"recording_url": url},
                 )
+
+    def transcribe_reply(self, job: Job) -> None:
+        """Recognise a short spoken reply (yes or no to the texting question) and record it."""
+        url = str(job.payload["recording_url"])
+        try:
+            audio = self.recordings.fetch(url)
+        except RecordingFetchError as exc:
+            if exc.retryable:
+                raise RetryLater(str(exc), delay=min(2.0, 0.3 * job.attempts)) from exc
+            self._reply_failed(job, str(exc))
+            return
+        try:
+            heard = self.recognizer.transcribe(audio, phrases=grammar(self.reply_phrases))
+        except RecognizerBusy as exc:
+            raise RetryLater(str(exc), delay=0.5, counts=False) from exc
+        except AudioError as exc:
+            log.error("call %s: spoken reply could not be decoded: %s", job.call_sid, exc)
+            self._reply_failed(job, str(exc))
+        else:
+            self._record_reply(job, classify(heard.text, self.reply_phrases))
+        del audio
+        if self.delete_recordings:
+            with self.store.transaction() as session:
+                enqueue(
+                    session,
+                    DELETE_RECORDING,
+                    url,
+                    call_sid=job.call_sid,
+                    payload={"recording_url": url},
+                )
+
+    def _reply_failed(self, job: Job, reason: str) -> None:
+        log.error("call %s: giving up on a spoken reply: %s", job.call_sid, reason)
+        self._record_reply(job, None)
+
+    def _record_reply(self, job: Job, reply: str | None) -> None:
+        with self.store.transaction() as session:
+            row = lock_call(session, str(job.call_sid))
+            if row is None:
+                return
+            call = load_call(session, row)
+            flow.on_consent_heard(call, reply)
+            save_call(session, row, call)
 
     def _transcription_failed(self, job: Job, reason: str) -> None:
         log.error(
@@ -161,7 +221,7 @@ class Tasks:
             unfinished = session.scalar(
                 select(JobRow.id).where(
                     JobRow.call_sid == call_sid,
-                    JobRow.kind == TRANSCRIBE,
+                    JobRow.kind.in_([TRANSCRIBE, TRANSCRIBE_REPLY]),
                     JobRow.state.not_in([DONE, FAILED]),
                 )
             )
@@ -188,25 +248,25 @@ class Tasks:
                 enqueue(session, SEND_TEXT, call_sid, call_sid=call_sid)
 
     def _feedback(self, turns: list[TurnRow]) -> dict[str, Any]:
+        """Feedback per question asked; the text carries the advice of the first one answered."""
         per_question: list[dict[str, Any]] = []
-        sms = ""
+        texts: list[tuple[bool, str]] = []
         for rules in self.script.questions:
-            answers = [
-                t.transcript
-                for t in turns
-                if t.question_id == rules.id and t.transcript and t.transcript.strip()
-            ]
-            if not any(t.question_id == rules.id for t in turns):
+            asked = [t for t in turns if t.question_id == rules.id]
+            if not asked:
                 continue
-            feedback = interviewer.summarize(rules, interviewer.analyze(rules, answers))
+            answers = [t.transcript for t in asked if t.transcript and t.transcript.strip()]
+            delivery = measure_turns(t.words for t in asked)
+            feedback = interviewer.summarize(
+                rules, interviewer.analyze(rules, answers), delivery=delivery
+            )
             per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
-            if not sms or (answers and not per_question[0]["answers"]):
-                sms = feedback.sms
-        if not sms:
-            sms = interviewer.summarize(
-                self.script.questions[0], interviewer.analyze(self.script.questions[0], [])
-            ).sms
-        return {"sms": sms, "questions": per_question}
+            texts.append((bool(answers), feedback.sms))
+        if not texts:  # hung up before the first question was asked
+            first = self.script.questions[0]
+            texts.append((False, interviewer.summarize(first, interviewer.analyze(first, [])).sms))
+        answered = [sms for has_answers, sms in texts if has_answers]
+        return {"sms": answered[0] if answered else texts[0][1], "questions": per_question}
 
     def _may_text(self, session: Session, call: CallRow) -> bool:
         masked = mask_number(call.from_number)

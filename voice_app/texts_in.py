@@ -19,6 +19,19 @@ STOP_WORDS = frozenset(
 START_WORDS = frozenset({"start", "unstop", "yes", "optin"})
 HELP_WORDS = frozenset({"help", "info"})
 
+# How far along a text is, by the statuses Twilio reports; a report never moves it back.
+_STAGE = {
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "read": 5,
+}
+
 HELP_REPLY = (
     "Interview practice line: call this number to practise answering an interview question "
     "and get feedback by text. Reply STOP to stop texts, START to allow them again."
@@ -49,17 +62,35 @@ class IncomingTexts:
             return None  # Twilio confirms START itself.
         return HELP_REPLY
 
-    def delivery_report(self, message_sid: str, status: str, error_code: int | None) -> None:
-        """Record what Twilio says became of a text we sent (delivered, undelivered, failed)."""
+    def delivery_report(
+        self, message_sid: str, status: str, error_code: int | None, to_number: str = ""
+    ) -> None:
+        """Record what Twilio says became of a text we sent (delivered, undelivered, failed).
+
+        Reports may arrive out of order, so one never replaces a later stage; and one may
+        arrive before the app has stored the message's SID (its sending attempt died after
+        Twilio accepted it), so it is matched to the text still being sent to that number.
+        """
         with self.store.transaction() as session:
             message = session.scalars(
                 select(OutboxRow).where(OutboxRow.message_sid == message_sid)
             ).first()
+            if message is None and to_number:
+                message = session.scalars(
+                    select(OutboxRow).where(
+                        OutboxRow.to_number == to_number,
+                        OutboxRow.state == "sending",
+                        OutboxRow.message_sid.is_(None),
+                    )
+                ).first()
+                if message is not None:
+                    message.state, message.message_sid = "sent", message_sid
             if message is None:
                 log.info("delivery report for an unknown message %s", message_sid)
                 return
-            message.delivery_status = status
-            message.delivery_error_code = error_code
+            if _STAGE.get(status, 0) >= _STAGE.get(message.delivery_status or "", 0):
+                message.delivery_status = status
+                message.delivery_error_code = error_code
             if error_code == UNSUBSCRIBED and session.get(OptOutRow, message.to_number) is None:
                 session.add(OptOutRow(number=message.to_number))
         if status in ("undelivered", "failed"):

@@ -60,7 +60,8 @@ class SimulationOptions:
 
     steps: list[CallerStep] = field(default_factory=list)
     perfect_asr: bool = False
-    consent_key: str | None = "1"
+    consent_key: str | None = "1"  # pressed at the texting question; None: stays silent
+    consent_says: str | None = None  # said instead of pressing a key
     from_number: str = "+15555550100"
     url: str | None = None  # a running server; None builds the app in this process
     standin_port: int = 0
@@ -197,6 +198,7 @@ def _simulate_in_process(
         make_recording=make_recording,
         on_hold=run_background_work,
         consent_key=options.consent_key,
+        consent_says=options.consent_says,
         from_number=options.from_number,
         ask_caller=options.ask_caller,
     )
@@ -227,6 +229,7 @@ def _simulate_against_server(
         make_recording=make_recording,
         on_hold=time.sleep,
         consent_key=options.consent_key,
+        consent_says=options.consent_says,
         from_number=options.from_number,
         ask_caller=options.ask_caller,
     )

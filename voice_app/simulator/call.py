@@ -21,6 +21,9 @@ from twilio.request_validator import RequestValidator
 from voice_app.audio import PHONE_RATE, to_wav_bytes
 from voice_app.simulator.standin import SentText, TwilioStandIn, new_sid
 
+# The route whose <Record> asks whether the caller wants a text.
+CONSENT_PATH = "/voice/consent"
+
 # Kinds of caller steps.
 ANSWER = "answer"  # say `text` (or play the WAV at `path`), then press #
 SILENCE = "silence"  # say nothing until the recording times out
@@ -100,6 +103,7 @@ class CallSimulator:
         make_recording: Callable[[str], bytes],
         on_hold: Callable[[float], None],
         consent_key: str | None = "1",
+        consent_says: str | None = None,
         from_number: str = "+15555550100",
         to_number: str = "+15555550199",
         ask_caller: Callable[[str], str | None] | None = None,
@@ -113,6 +117,7 @@ class CallSimulator:
         self.make_recording = make_recording
         self.on_hold = on_hold
         self.consent_key = consent_key
+        self.consent_says = consent_says
         self.ask_caller = ask_caller
         self.max_webhooks = max_webhooks
         self.report = CallReport(call_sid=new_sid("CA"))
@@ -168,12 +173,10 @@ class CallSimulator:
                 seconds = float(verb.get("length", "1"))
                 self._note_hold(seconds)
                 self.on_hold(seconds)
-            elif verb.tag == "Gather":
-                for inner in verb:
-                    self._hear(inner, url)
-                if self.consent_key:
-                    self.report.dialog.append(DialogEvent("caller", self.consent_key, "keys"))
-                    return urljoin(url, verb.get("action", url)), {"Digits": self.consent_key}
+            elif verb.tag == "Record" and urlsplit(verb.get("action", "")).path == CONSENT_PATH:
+                reply = self._consent_reply(urljoin(url, verb.get("action", url)))
+                if reply is not None:
+                    return reply
             elif verb.tag == "Record":
                 next_request = self._record(verb, url)
                 if next_request is not None or self._hung_up:
@@ -197,6 +200,17 @@ class CallSimulator:
         status, caption = self.transport.get(audio_url.rsplit(".", 1)[0] + ".txt")
         text = caption.decode("utf-8") if status == 200 else f"[audio {audio_url}]"
         self.report.dialog.append(DialogEvent("line", text))
+
+    def _consent_reply(self, action: str) -> tuple[str, dict[str, str]] | None:
+        """Answer the texting question: a key, a spoken reply, or (None) silence."""
+        if self.consent_says:
+            self.report.dialog.append(DialogEvent("caller", self.consent_says))
+            return action, self._recording_params(self.make_recording(self.consent_says), digits="")
+        if self.consent_key:
+            self.report.dialog.append(DialogEvent("caller", self.consent_key, "keys"))
+            return action, self._recording_params(b"", digits=self.consent_key)
+        self.report.dialog.append(DialogEvent("caller", "(silence)", "silence"))
+        return None
 
     def _note_hold(self, seconds: float) -> None:
         last = self.report.dialog[-1] if self.report.dialog else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from flask import Response
-from twilio.twiml.voice_response import Gather, VoiceResponse
+from twilio.twiml.voice_response import VoiceResponse
 
 from voice_app import flow
 
@@ -33,17 +33,19 @@ def render_steps(steps: Sequence[flow.Step], ctx: TwimlContext) -> Response:
         if isinstance(step, flow.Speak):
             _speak(response, step.text, ctx)
         elif isinstance(step, flow.AskConsent):
-            gather = Gather(
+            _speak(response, step.text, ctx)
+            # A short recording that a key press ends: 1 or 2 on the keypad always works, and a
+            # spoken yes or no is recognised from the recording.
+            response.record(
                 action=ctx.url_for("/voice/consent"),
                 method="POST",
-                num_digits=1,
-                timeout=6,
-                action_on_empty_result=True,
+                timeout=3,
+                max_length=5,
+                finish_on_key="12",
+                play_beep=False,
+                trim="trim-silence",
             )
-            _speak(gather, step.text, ctx)
-            response.append(gather)
-            # No key within the timeout: Twilio runs the next verb, which asks the flow too.
-            response.redirect(ctx.url_for("/voice/consent"), method="POST")
+            response.redirect(ctx.url_for("/voice/consent?silent=1"), method="POST")
         elif isinstance(step, flow.Listen):
             query = {"turn": step.turn, **({"probe": step.probe} if step.probe else {})}
             response.record(
@@ -74,7 +76,7 @@ def empty_response() -> Response:
     return Response(str(VoiceResponse()), mimetype="text/xml")
 
 
-def _speak(parent: VoiceResponse | Gather, text: str, ctx: TwimlContext) -> None:
+def _speak(parent: VoiceResponse, text: str, ctx: TwimlContext) -> None:
     url = ctx.prompt_url(text)
     if url is not None:
         parent.play(url)

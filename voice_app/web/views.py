@@ -63,8 +63,14 @@ def incoming_call() -> Response:
 
 @twilio_routes.post("/voice/consent")
 def consent() -> Response:
-    """The caller's key press at the consent question (or none)."""
-    return _twiml(_services().line.consent(_field("CallSid"), request.form.get("Digits", "")))
+    """The caller's reply to the texting question: a key, a short recording, or nothing."""
+    silent = request.args.get("silent") == "1"
+    steps = _services().line.consent(
+        _field("CallSid"),
+        request.form.get("Digits", ""),
+        None if silent else (request.form.get("RecordingUrl") or None),
+    )
+    return _twiml(steps)
 
 
 @twilio_routes.post("/voice/answer")
@@ -113,6 +119,7 @@ def text_status() -> Response:
         _field("MessageSid"),
         _field("MessageStatus"),
         int(raw_code) if raw_code.isdigit() else None,
+        request.form.get("To", ""),
     )
     return empty_response()
 
