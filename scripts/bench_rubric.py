@@ -1,9 +1,14 @@
 """How well the interviewer hears the rubric: per-dimension precision, recall and F1 on the labelled
-corpus in tests/corpus/, for the development and the held-out split, against baselines run in the
-same process.
+corpus in tests/corpus/, for each split, against baselines run in the same process.
 
     .venv/bin/python scripts/bench_rubric.py [--question accomplishment] [--errors dev|heldout]
-                                             [--out benchmarks/rubric.md]
+        [--splits dev heldout blind] [--out benchmarks/rubric.md]
+
+Splits:
+  dev       looked at while tuning
+  heldout   kept apart until the second round; used for tuning since then (its name is historical)
+  blind     written by someone who never saw the rules or the matcher; reported only as totals
+            when tests/corpus/<question>_blind.toml exists, skipped with a note otherwise
 
 Systems compared:
   current   the shipped rules file with every mechanism of the matcher
@@ -14,8 +19,9 @@ Systems compared:
 Follow-up accuracy: the share of answers whose first follow-up asks about a dimension the labels
 say is missing (or, for an answer labelled complete, is a deeper probe).
 
-`--errors` lists the misjudged answers of one split. Tuning keywords while reading the held-out
-errors would make its figures meaningless: look at `dev` only.
+`--errors` lists the misjudged answers of one tuning split (dev or heldout). It refuses `blind`:
+per-answer errors of the blind split are never printed, so that its figures keep measuring how the
+rules do on answers nobody tuned them on.
 """
 
 from __future__ import annotations
@@ -35,7 +41,11 @@ from voice_app.interviewer import analyze, pick_follow_up  # noqa: E402
 from voice_app.rules import Negation, QuestionRules, load_question  # noqa: E402
 
 CORPUS_DIR = ROOT / "tests" / "corpus"
-SPLITS = ("dev", "heldout")
+SPLITS = ("dev", "heldout", "blind")
+# Splits whose per-answer errors may be listed: they are tuning data.
+TUNING_SPLITS = ("dev", "heldout")
+# Splits reported only when their file exists.
+OPTIONAL_SPLITS = ("blind",)
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
 
@@ -82,7 +92,7 @@ class Run:
 
 def load_corpus(question: str, split: str) -> list[Labelled]:
     """The labelled answers of one split."""
-    path = CORPUS_DIR / f"{question}_{split}.toml"
+    path = corpus_path(question, split)
     with path.open("rb") as handle:
         data = tomllib.load(handle)
     return [
@@ -136,18 +146,23 @@ def evaluate(rules: QuestionRules, corpus: Sequence[Labelled]) -> Run:
     return Run(scores, right, len(corpus), errors)
 
 
+def corpus_path(question: str, split: str) -> Path:
+    return CORPUS_DIR / f"{question}_{split}.toml"
+
+
 def table(question: str, runs: dict[tuple[str, str], Run], order: Sequence[str]) -> list[str]:
     """Markdown lines: one row per dimension, P/R/F1 for each system and split."""
     systems = list(dict.fromkeys(system for system, _ in runs))
+    splits = list(dict.fromkeys(split for _, split in runs))
     header = ["dimension"]
-    for split in SPLITS:
+    for split in splits:
         for system in systems:
             header.append(f"{split} {system} P/R/F1")
     lines = [f"### {question}", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for name in order:
         row = [name]
-        for split in SPLITS:
+        for split in splits:
             for system in systems:
                 s = runs[(system, split)].scores[name]
                 mark = "" if system != "current" or s.f1 >= F1_GOAL else " *"
@@ -155,7 +170,7 @@ def table(question: str, runs: dict[tuple[str, str], Run], order: Sequence[str])
         lines.append("| " + " | ".join(row) + " |")
     macro = ["macro F1"]
     follow = ["follow-up right"]
-    for split in SPLITS:
+    for split in splits:
         for system in systems:
             run = runs[(system, split)]
             f1s = [run.scores[n].f1 for n in order]
@@ -169,28 +184,48 @@ def table(question: str, runs: dict[tuple[str, str], Run], order: Sequence[str])
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default="accomplishment")
-    parser.add_argument("--errors", choices=SPLITS, help="list the misjudged answers of a split")
+    parser.add_argument("--errors", choices=SPLITS,
+                        help="list the misjudged answers of a tuning split (never blind)")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                        help="the splits to report (default: all that exist)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "rubric.md")
     args = parser.parse_args(argv)
+    if args.errors and args.errors not in TUNING_SPLITS:
+        print(f"refused: per-answer errors of the {args.errors} split are never listed; "
+              f"use --errors {' or '.join(TUNING_SPLITS)}", file=sys.stderr)
+        return 2
+    if args.errors and args.errors not in args.splits:
+        args.splits.append(args.errors)
 
     current = load_question(args.question)
     systems = {"current": current, "plain": plain_rules(current)}
     v1_dir = ROOT / "benchmarks" / "v1"
     if (v1_dir / "questions" / f"{args.question}.toml").is_file():
         systems["v1"] = load_question(args.question, v1_dir)
-    corpora = {split: load_corpus(args.question, split) for split in SPLITS}
+    notes: list[str] = []
+    splits: list[str] = []
+    for split in SPLITS:
+        if split not in args.splits:
+            notes.append(f"Split {split} not run (left out of --splits).")
+            continue
+        if split in OPTIONAL_SPLITS and not corpus_path(args.question, split).is_file():
+            notes.append(f"Split {split} skipped: {corpus_path(args.question, split).name} "
+                         "does not exist (yet).")
+            continue
+        splits.append(split)
+    corpora = {split: load_corpus(args.question, split) for split in splits}
     runs = {
         (system, split): evaluate(rules, corpora[split])
         for system, rules in systems.items()
-        for split in SPLITS
+        for split in splits
     }
     lines = table(args.question, runs, current.probe_order)
-    sizes = ", ".join(f"{split} {len(corpora[split])} answers" for split in SPLITS)
+    sizes = ", ".join(f"{split} {len(corpora[split])} answers" for split in splits)
     goals = [
         f"Corpus: {sizes}. Goals: F1 >= {F1_GOAL:.2f} per dimension (`*` marks a miss for "
         f"`current`), follow-up right >= {FOLLOW_UP_GOAL:.0%}.",
     ]
-    for split in SPLITS:
+    for split in splits:
         run = runs[("current", split)]
         below = [n for n in current.probe_order if run.scores[n].f1 < F1_GOAL]
         met = "met" if run.follow_up_accuracy >= FOLLOW_UP_GOAL else "not met"
@@ -198,13 +233,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"- {split}: dimensions below goal: {', '.join(below) or 'none'}; follow-up right "
             f"{run.follow_up_accuracy:.1%} ({met})"
         )
+    history = [
+        "The held-out split has been used for tuning since its first figures were reported (its "
+        "name is historical); only the blind split, written without seeing the rules or the "
+        "matcher and never listed answer by answer, measures answers nobody tuned on.",
+    ]
     report = "\n".join(["# Rubric benchmark", "", "Written by `scripts/bench_rubric.py`.", "",
-                        *lines, "", *goals, ""])
+                        *history, "", *lines, "", *goals, *notes, ""])
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
-    if args.errors:
+    if args.errors in TUNING_SPLITS:
         print(f"\nmisjudged answers ({args.errors}, current rules):")
         for line in runs[("current", args.errors)].errors:
             print("  " + line)

@@ -346,3 +346,22 @@ def test_check_grammars_reports_every_problem_not_just_the_first(tmp_path: Path)
     problems = check_grammars(root)
     assert any("dimensions.results.praise" in p for p in problems)
     assert any("dimensions.contribution.keywords[1]" in p for p in problems)
+
+
+def test_hints_are_optional_and_checked_like_keywords(tmp_path: Path) -> None:
+    import shutil
+
+    from voice_app.rules import check_grammars, load_question
+
+    shipped = load_question("accomplishment")
+    assert shipped.dimensions["results"].hints
+    assert not shipped.dimensions["above_and_beyond"].hints
+    source = Path(__file__).resolve().parent.parent / "grammars"
+    copy = tmp_path / "grammars"
+    shutil.copytree(source, copy)
+    path = copy / "questions" / "accomplishment.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('hints = [\n    "now",', 'hints = [\n    "{nowt}",', 1),
+                    encoding="utf-8")
+    problems = check_grammars(copy)
+    assert any("dimensions.results.hints[0]" in p and "{nowt}" in p for p in problems), problems

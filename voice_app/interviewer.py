@@ -58,6 +58,14 @@ FILLERS: frozenset[str] = frozenset({
 })
 # A negation before one of these words no longer applies after it ("not at first but then ...").
 CLAUSE_BREAKS: frozenset[str] = frozenset({"but", "however", "although", "though", "whereas"})
+# Unpunctuated speech joins clauses with "and" / "so": one of these followed by a new subject starts
+# a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
+# Without a new subject the negation still carries ("we didn't cut costs and improve quality").
+CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "because", "which", "until", "when"})
+CLAUSE_SUBJECTS: frozenset[str] = frozenset({
+    "i", "im", "ive", "id", "we", "were", "weve", "they", "theyre", "theyve", "he", "hes", "she",
+    "shes", "it", "its", "now", "everyone", "everybody", "people", "this", "that", "thats",
+})
 
 # A quote starts at the speaker ("we cut costs...") when one is close before the keyword, and
 # stops at a joining word, so it reads as a phrase rather than a cut-out window of words.
@@ -174,6 +182,9 @@ class DimensionResult:
 
     present: bool
     evidence: tuple[str, ...] = ()
+    # Not shown, but one of the dimension's weaker `hints` was heard: it may be there in words the
+    # keywords do not cover, so the follow-up asks about it only after surely missing ones.
+    hinted: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,9 +289,15 @@ def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
     tokens: list[_Token] = []
     clause = 0
     last_sentence = 0
-    for i in _drop_fillers([word for word, _, _ in pieces]):
+    kept = _drop_fillers([word for word, _, _ in pieces])
+    for position, i in enumerate(kept):
         word, raw_index, word_sentence = pieces[i]
-        if word in CLAUSE_BREAKS or word_sentence != last_sentence:
+        following = pieces[kept[position + 1]][0] if position + 1 < len(kept) else ""
+        if (
+            word in CLAUSE_BREAKS
+            or word_sentence != last_sentence
+            or (word in CLAUSE_JOINS and following in CLAUSE_SUBJECTS)
+        ):
             clause += 1
         last_sentence = word_sentence
         tokens.append(_Token(word, raw_index, word_sentence, clause))
@@ -546,7 +563,15 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
                     evidence.append(text)
                 if len(evidence) >= _EVIDENCE_PER_DIMENSION:
                     return DimensionResult(True, tuple(evidence))
-    return DimensionResult(bool(evidence), tuple(evidence))
+    if evidence:
+        return DimensionResult(True, tuple(evidence))
+    hinted = any(
+        not answer.negated(first) and not ignored[number].intersection(range(first, last + 1))
+        for hint in dimension.hints
+        for number, answer in enumerate(answers)
+        for first, last in answer.find(hint)
+    )
+    return DimensionResult(False, (), hinted)
 
 
 def analyze(rules: QuestionRules, answers: Sequence[str]) -> Analysis:
@@ -577,14 +602,24 @@ def pick_follow_up(
 ) -> FollowUp | None:
     """The most important missing dimension not yet asked about, else an unused deeper probe.
 
+    Dimensions missing without any sign come first, in probe order; those with a weaker hint
+    (`DimensionResult.hinted`) only after them. Asking about something the caller has just said
+    is the worst follow-up, and the first dimensions of the probe order are the ones most often
+    said in words no keyword list foresees ("the kids play on it all year round now").
+
     None when there is nothing left to ask. `rng` only picks the phrasing, so seeding it per call
     and turn makes replays repeat and different calls vary.
     """
-    for name in rules.probe_order:
-        result = analysis.dimensions.get(name)
-        if name in already_probed or (result is not None and result.present):
-            continue
-        return FollowUp(name, rng.choice(rules.dimensions[name].follow_ups), name)
+    missing = [
+        (name, result is not None and result.hinted)
+        for name in rules.probe_order
+        if name not in already_probed
+        and not ((result := analysis.dimensions.get(name)) is not None and result.present)
+    ]
+    for want_hinted in (False, True):
+        for name, hinted in missing:
+            if hinted == want_hinted:
+                return FollowUp(name, rng.choice(rules.dimensions[name].follow_ups), name)
     for index, text in enumerate(rules.deeper_probes):
         marker = deeper_marker(index)
         if marker not in already_probed:

@@ -51,7 +51,7 @@ _FILE_KEY = "(file)"
 
 _QUESTION_KEYS = ("id", "prompt", "probe_order", "deeper_probes", "dimensions", "negation",
                   "feedback", "words", "jargon")
-_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise", "ignore")
+_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise", "ignore", "hints")
 _NEGATION_KEYS = ("words", "window", "except")
 _JARGON_KEYS = ("dimension", "known", "terms", "max_unexplained", "suggestion")
 # Advice on length and delivery: optional in a file, these defaults apply when left out.
@@ -82,6 +82,9 @@ class Dimension:
     suggestion: str
     praise: str
     ignore: tuple[str, ...] = ()  # look-alike phrases whose words never count as a keyword here
+    # Weaker signs: too loose to count as shown, but enough to doubt that the dimension is really
+    # missing, so the follow-up asks first about dimensions missing without any sign.
+    hints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -358,6 +361,8 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
             praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
             ignore=(_keywords(checker, table, "ignore", where, words)
                     if "ignore" in table else ()),
+            hints=(_keywords(checker, table, "hints", where, words)
+                   if "hints" in table else ()),
         )
     if "dimensions" in data and isinstance(data["dimensions"], dict) and not dimensions:
         checker.problem("dimensions", "has no dimensions: add at least one [dimensions.NAME]")
