@@ -119,12 +119,11 @@ class Twilio:
         self.client = client
         self.validator = RequestValidator(token)
 
+    def sign(self, path: str, params: dict[str, str]) -> str:
+        return str(self.validator.compute_signature(PUBLIC_URL + path, params))
+
     def post(self, path: str, *, sign: bool = True, **params: str) -> TestResponse:
-        headers = {}
-        if sign:
-            headers["X-Twilio-Signature"] = self.validator.compute_signature(
-                PUBLIC_URL + path, params
-            )
+        headers = {"X-Twilio-Signature": self.sign(path, params)} if sign else {}
         return self.client.post(path, data=params, headers=headers)
 
     def twiml(self, path: str, **params: str) -> ET.Element:

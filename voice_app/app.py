@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
@@ -19,7 +20,7 @@ from voice_app.script import load_script
 from voice_app.services import Services
 from voice_app.sms import TextSender, make_text_sender
 from voice_app.store import Store
-from voice_app.tasks import Tasks
+from voice_app.tasks import Tasks, schedule_purge
 from voice_app.texts_in import IncomingTexts
 from voice_app.tts import PromptCache
 from voice_app.worker import Worker
@@ -63,6 +64,7 @@ def create_app(
         sms_max_chars=settings.sms_max_chars,
         # Delivery reports need a URL Twilio can reach; without one, texts go without them.
         reply_phrases=load_phrases(settings.grammars_path, CONSENT_REPLIES),
+        retention_days=settings.retention_days,
         status_callback=(
             f"{settings.public_base_url.rstrip('/')}/sms/status"
             if settings.public_base_url
@@ -85,6 +87,9 @@ def create_app(
     app = Flask("voice_app")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # Twilio's webhook forms are a few KB
     app.extensions["voice_app"] = services
+    if settings.trust_forwarded:
+        # One proxy in front rewrites scheme, host and port; only then are its headers trusted.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     from voice_app.web.views import public_routes, twilio_routes
 
     app.register_blueprint(twilio_routes)
@@ -99,6 +104,8 @@ def start_background_work(app: Flask) -> None:
     """Start the worker threads and render missing prompts (when workers are configured)."""
     services = get_services(app)
     if services.settings.workers > 0:
+        with services.store.transaction() as session:
+            schedule_purge(session)
         services.worker.start()
         _render_prompts_in_background(services)
 

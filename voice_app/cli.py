@@ -241,6 +241,25 @@ def check_grammars() -> None:
 
 
 @main.command()
+@click.option(
+    "--days", type=int, default=None, help="Retention in days (default: VOICE_APP_RETENTION_DAYS)."
+)
+def purge(days: int | None) -> None:
+    """Delete calls, transcripts and texts older than the retention period."""
+    from voice_app.purge import purge as purge_store
+    from voice_app.store import Store
+
+    settings = load_settings()
+    store = Store(settings.resolved_database_url)
+    store.create_schema()
+    report = purge_store(store, settings.retention_days if days is None else days)
+    click.echo(
+        f"deleted {report.calls} calls, {report.turns} turns, {report.texts} texts, "
+        f"{report.jobs} jobs, {report.replies} stored replies"
+    )
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option(

@@ -216,6 +216,22 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_positive_int,
     ),
     Setting(
+        "retention_days",
+        "VOICE_APP_RETENTION_DAYS",
+        "30",
+        "Days after which a call's transcripts, feedback and text are deleted (`voice-app purge`, "
+        "also run hourly by the workers). Opt-outs are kept.",
+        _parse_positive_int,
+    ),
+    Setting(
+        "trust_forwarded",
+        "VOICE_APP_TRUST_FORWARDED",
+        "false",
+        "Trust X-Forwarded-Proto/Host/Port from one proxy in front when rebuilding the signed URL "
+        "(only used when PUBLIC_BASE_URL is empty).",
+        _parse_bool,
+    ),
+    Setting(
         "sms_max_chars",
         "VOICE_APP_SMS_MAX_CHARS",
         "320",
@@ -262,6 +278,8 @@ class Settings:
     workers: int
     tts_voice: str
     tts_rate: int
+    retention_days: int
+    trust_forwarded: bool
     sms_max_chars: int
     delete_recordings: bool
     log_level: str

@@ -44,6 +44,13 @@ class Turn:
     status: str = ASKED
     reprompted: bool = False
     transcript: str | None = None
+    # How many times the prompt has been put to the caller (after * or a re-prompt it grows),
+    # so that each time is a step of its own: a replayed request is told from a new one.
+    asked: int = 1
+
+    def listen(self) -> Listen:
+        """The recording step for this turn's current asking."""
+        return Listen(self.number, self.dimension, self.asked)
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Listen:
 
     turn: int
     probe: str | None = None
+    ask: int = 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,7 @@ def start(script: Script, call_sid: str) -> Outcome:
     turn = Turn(number=0, question_id=rules.id, kind=QUESTION, prompt=rules.prompt)
     call = Call(call_sid=call_sid, turns=[turn])
     steps = (Speak(script.greeting), Speak(script.lines.introduction), Speak(turn.prompt))
-    return Outcome(call, (*steps, Listen(turn.number)))
+    return Outcome(call, (*steps, turn.listen()))
 
 
 def on_consent(
@@ -234,7 +242,8 @@ def on_answer(
         return current_reply(script, call)
     if "*" in digits and not hung_up:
         discard = (DiscardRecording(recording_url),) if recording_url else ()
-        return Outcome(call, (Speak(turn.prompt), Listen(turn.number, turn.dimension)), discard)
+        turn.asked += 1
+        return Outcome(call, (Speak(turn.prompt), turn.listen()), discard)
     if recording_url:
         turn.status = RECORDED
         transcribe = Transcribe(turn.number, recording_url)
@@ -303,7 +312,7 @@ def current_reply(script: Script, call: Call) -> Outcome:
     if call.stage == ENDED or turn is None:
         return Outcome(call, (HangUp(),))
     if turn.status == ASKED:
-        return Outcome(call, (Speak(turn.prompt), Listen(turn.number, turn.dimension)))
+        return Outcome(call, (Speak(turn.prompt), turn.listen()))
     return Outcome(call, (Hold(turn.number, 1),))
 
 
@@ -311,10 +320,11 @@ def _heard_nothing(script: Script, call: Call, turn: Turn) -> Outcome:
     if not turn.reprompted:
         turn.reprompted = True
         turn.status = ASKED
+        turn.asked += 1
         steps = (
             Speak(script.lines.reprompt),
             Speak(turn.prompt),
-            Listen(turn.number, turn.dimension),
+            turn.listen(),
         )
         return Outcome(call, steps)
     turn.status = SKIPPED
@@ -347,12 +357,12 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
             dimension=follow_up.dimension,
         )
         call.turns = [*call.turns, new]
-        return Outcome(call, (*lead_steps, Speak(new.prompt), Listen(new.number, new.dimension)))
+        return Outcome(call, (*lead_steps, Speak(new.prompt), new.listen()))
     next_rules = script.question_after(rules.id)
     if next_rules is not None:
         new = Turn(turn.number + 1, next_rules.id, QUESTION, next_rules.prompt)
         call.turns = [*call.turns, new]
-        steps = (Speak(script.lines.next_question), Speak(new.prompt), Listen(new.number))
+        steps = (Speak(script.lines.next_question), Speak(new.prompt), new.listen())
         return Outcome(call, (*lead_steps, *steps))
     closing = script.lines.closing_with_text if call.consent else script.lines.closing_without_text
     return _finish(call, "completed", reply=(*lead_steps, Speak(closing), HangUp()))

@@ -9,20 +9,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from voice_app import flow
 from voice_app.flow import Call, Outcome, Step, Turn
 from voice_app.script import Script
-from voice_app.store import CallRow, Store, TurnRow
+from voice_app.store import CallRow, ReplayRow, Store, TurnRow
 from voice_app.worker import enqueue
 
 log = logging.getLogger(__name__)
 
 # Call statuses Twilio reports once a call is over.
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+T = TypeVar("T")
+_DB_ATTEMPTS = 4
 
 TRANSCRIBE = "transcribe"
 TRANSCRIBE_REPLY = "transcribe_reply"
@@ -39,34 +45,59 @@ class PracticeLine:
         self.bank = bank
         self._notify = notify
 
-    def incoming(self, call_sid: str, from_number: str) -> tuple[Step, ...]:
+    def incoming(
+        self, call_sid: str, from_number: str, replay_key: str | None = None
+    ) -> tuple[Step, ...]:
         """A call comes in (or Twilio retries that request)."""
+        return _with_retries(lambda: self._incoming(call_sid, from_number, replay_key))
+
+    def _incoming(
+        self, call_sid: str, from_number: str, replay_key: str | None
+    ) -> tuple[Step, ...]:
         with self.store.transaction() as session:
-            row = lock_call(session, call_sid)
-            if row is not None:
-                return flow.current_reply(self.script, load_call(session, row)).reply
-            outcome = flow.start(self.script, call_sid)
-            row = CallRow(
-                call_sid=call_sid,
-                from_number=from_number,
-                bank=self.bank,
-                stage=outcome.call.stage,
-                probed=[],
-            )
-            session.add(row)
-            save_call(session, row, outcome.call)
-            return outcome.reply
+            if lock_call(session, call_sid) is None:
+                outcome = flow.start(self.script, call_sid)
+                row = CallRow(
+                    call_sid=call_sid,
+                    from_number=from_number,
+                    bank=self.bank,
+                    stage=outcome.call.stage,
+                    probed=[],
+                )
+                session.add(row)
+                save_call(session, row, outcome.call)
+                if replay_key is not None:
+                    session.add(
+                        ReplayRow(
+                            key=replay_key, call_sid=call_sid, steps=encode_steps(outcome.reply)
+                        )
+                    )
+                return outcome.reply
+        return self._event(call_sid, lambda call: flow.current_reply(self.script, call), replay_key)
 
     def consent(
-        self, call_sid: str, digits: str, recording_url: str | None = None
+        self,
+        call_sid: str,
+        digits: str,
+        recording_url: str | None = None,
+        replay_key: str | None = None,
     ) -> tuple[Step, ...]:
         """The caller answered the texting question: keypad, spoken reply, or nothing."""
         return self._event(
-            call_sid, lambda call: flow.on_consent(self.script, call, digits, recording_url)
+            call_sid,
+            lambda call: flow.on_consent(self.script, call, digits, recording_url),
+            replay_key,
         )
 
     def answer(
-        self, call_sid: str, turn: int, *, recording_url: str | None, digits: str, hung_up: bool
+        self,
+        call_sid: str,
+        turn: int,
+        *,
+        recording_url: str | None,
+        digits: str,
+        hung_up: bool,
+        replay_key: str | None = None,
     ) -> tuple[Step, ...]:
         """A recording of an answer ended."""
         return self._event(
@@ -74,26 +105,47 @@ class PracticeLine:
             lambda call: flow.on_answer(
                 self.script, call, turn, recording_url=recording_url, digits=digits, hung_up=hung_up
             ),
+            replay_key,
         )
 
-    def wait(self, call_sid: str, turn: int, attempt: int) -> tuple[Step, ...]:
+    def wait(
+        self, call_sid: str, turn: int, attempt: int, replay_key: str | None = None
+    ) -> tuple[Step, ...]:
         """The caller is holding while an answer is transcribed."""
-        return self._event(call_sid, lambda call: flow.on_wait(self.script, call, turn, attempt))
+        return self._event(
+            call_sid, lambda call: flow.on_wait(self.script, call, turn, attempt), replay_key
+        )
 
     def status(self, call_sid: str, call_status: str) -> None:
         """Twilio reports a change of the call's status."""
         if call_status in FINAL_CALL_STATUSES:
-            self._event(call_sid, flow.on_hangup)
+            self._event(call_sid, flow.on_hangup, None)
 
-    def _event(self, call_sid: str, handle: Callable[[Call], Outcome]) -> tuple[Step, ...]:
+    def _event(
+        self, call_sid: str, handle: Callable[[Call], Outcome], replay_key: str | None
+    ) -> tuple[Step, ...]:
+        return _with_retries(lambda: self._run_event(call_sid, handle, replay_key))
+
+    def _run_event(
+        self, call_sid: str, handle: Callable[[Call], Outcome], replay_key: str | None
+    ) -> tuple[Step, ...]:
         with self.store.transaction() as session:
             row = lock_call(session, call_sid)
             if row is None:
                 log.info("request for unknown call %s", call_sid)
                 return (flow.Speak(self.script.lines.unknown_call), flow.HangUp())
+            if replay_key is not None:
+                replayed = session.get(ReplayRow, replay_key)
+                if replayed is not None:
+                    # The same webhook again (a retry): the same answer, and no second step.
+                    return decode_steps(replayed.steps)
             outcome = handle(load_call(session, row))
             save_call(session, row, outcome.call)
             queued = self._apply_effects(session, outcome)
+            if replay_key is not None:
+                session.add(
+                    ReplayRow(key=replay_key, call_sid=call_sid, steps=encode_steps(outcome.reply))
+                )
         if queued:
             self._notify()
         return outcome.reply
@@ -137,6 +189,39 @@ class PracticeLine:
         return queued
 
 
+def _with_retries(work: Callable[[], T]) -> T:
+    """Run one webhook's transaction, again after a moment if the database was busy."""
+    for attempt in range(_DB_ATTEMPTS):
+        try:
+            return work()
+        except OperationalError as exc:
+            # The transaction was rolled back whole, so running it again cannot apply it twice.
+            if attempt + 1 == _DB_ATTEMPTS:
+                raise
+            log.warning("database unavailable (%s); retrying", exc.orig)
+            time.sleep(0.1 * 3**attempt)
+    raise AssertionError("unreachable")
+
+
+_STEP_TYPES: dict[str, type[Step]] = {
+    kind.__name__: kind
+    for kind in (flow.Speak, flow.AskConsent, flow.Listen, flow.Hold, flow.HangUp)
+}
+
+
+def encode_steps(steps: tuple[Step, ...]) -> list[dict[str, Any]]:
+    """Steps as JSON-ready values, to store a webhook's answer."""
+    return [{"step": type(step).__name__, **asdict(step)} for step in steps]
+
+
+def decode_steps(stored: list[dict[str, Any]]) -> tuple[Step, ...]:
+    """Steps back from `encode_steps`."""
+    return tuple(
+        _STEP_TYPES[item["step"]](**{k: v for k, v in item.items() if k != "step"})
+        for item in stored
+    )
+
+
 def lock_call(session: Session, call_sid: str) -> CallRow | None:
     """The call's row, locked for this transaction; None for an unknown call."""
     # FOR UPDATE serialises webhooks and workers touching the same call on PostgreSQL; SQLite
@@ -166,6 +251,7 @@ def load_call(session: Session, row: CallRow) -> Call:
             status=t.status,
             reprompted=t.reprompted,
             transcript=t.transcript,
+            asked=t.asked,
         )
         for t in _turn_rows(session, row.call_sid)
     ]
@@ -205,8 +291,10 @@ def save_call(session: Session, row: CallRow, call: Call) -> None:
                     dimension=turn.dimension,
                     status=turn.status,
                     reprompted=turn.reprompted,
+                    asked=turn.asked,
                 )
             )
         else:
             stored.status = turn.status
             stored.reprompted = turn.reprompted
+            stored.asked = turn.asked

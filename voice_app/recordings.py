@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -26,6 +27,8 @@ _RECORDING_PATH = re.compile(
 # Bytes of 8 kHz 16-bit mono WAV per second, and headroom for headers and stereo recordings.
 _BYTES_PER_SECOND = 16_000
 _SIZE_HEADROOM = 2.5
+# Longest a whole download may take, however the bytes trickle in.
+_FETCH_SECONDS = 60.0
 
 
 class RecordingSource(Protocol):
@@ -87,8 +90,15 @@ class TwilioRecordings:
                         retryable=response.status_code >= 500 or response.status_code == 429,
                     )
                 body = bytearray()
+                deadline = time.monotonic() + _FETCH_SECONDS
                 for chunk in response.iter_content(64 * 1024):
                     body.extend(chunk)
+                    if time.monotonic() > deadline:
+                        # A body that trickles in forever would otherwise hold a worker forever.
+                        raise RecordingFetchError(
+                            f"recording {sid} took over {_FETCH_SECONDS:.0f} s to download",
+                            retryable=True,
+                        )
                     if len(body) > self._max_bytes:
                         raise RecordingFetchError(
                             f"recording {sid} is larger than {self._max_bytes} bytes; refused",

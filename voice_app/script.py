@@ -33,6 +33,7 @@ class Lines:
     closing_with_text: str
     closing_without_text: str
     unknown_call: str
+    fallback: str
 
 
 def load_lines(path: Path) -> Lines:

@@ -69,6 +69,7 @@ class TurnRow(Base):
     dimension: Mapped[str | None] = mapped_column(String(32), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     reprompted: Mapped[bool] = mapped_column(Boolean, default=False)
+    asked: Mapped[int] = mapped_column(Integer, default=1)
     recording_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     recording_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     transcript: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -112,6 +113,17 @@ class OutboxRow(Base):
     # What Twilio's status callbacks report after sending: delivered, undelivered, failed...
     delivery_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     delivery_error_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ReplayRow(Base):
+    """What a webhook answered, kept briefly so a retried request gets the same answer."""
+
+    __tablename__ = "webhook_replies"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), index=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time, index=True)
 
 
 class OptOutRow(Base):

@@ -28,6 +28,7 @@ from voice_app.line import (
     lock_call,
     save_call,
 )
+from voice_app.purge import purge
 from voice_app.recordings import RecordingSource
 from voice_app.replies import classify, grammar
 from voice_app.script import Script
@@ -41,6 +42,15 @@ log = logging.getLogger(__name__)
 
 SEND_TEXT = "send_text"
 RENDER_PROMPT = "render_prompt"
+PURGE = "purge"
+PURGE_EVERY_SECONDS = 3600.0
+
+
+def schedule_purge(session: Session, delay: float = 0.0) -> bool:
+    """Queue the next hourly purge (one per hour, whichever process queues it first)."""
+    hour = int((time.time() + delay) // PURGE_EVERY_SECONDS)
+    return enqueue(session, PURGE, f"hour:{hour}", delay=delay)
+
 
 # A number Twilio can text: E.164. Withheld caller ID arrives as "anonymous", "Restricted",
 # "+266696687" (Twilio's stand-in for anonymous) or empty.
@@ -75,6 +85,7 @@ class Tasks:
         sms_max_chars: int,
         status_callback: str | None,
         reply_phrases: Mapping[str, Sequence[str]],
+        retention_days: int,
     ) -> None:
         self.store = store
         self.script = script
@@ -86,6 +97,7 @@ class Tasks:
         self.sms_max_chars = sms_max_chars
         self.status_callback = status_callback
         self.reply_phrases = reply_phrases
+        self.retention_days = retention_days
 
     def kinds(self) -> dict[str, JobKind]:
         """The job kinds, keyed by the names the web layer queues them under."""
@@ -96,6 +108,7 @@ class Tasks:
             SEND_TEXT: JobKind(self.send_text, self._text_failed, max_attempts=5),
             DELETE_RECORDING: JobKind(self.delete_recording, max_attempts=5),
             RENDER_PROMPT: JobKind(self.render_prompt, max_attempts=2),
+            PURGE: JobKind(self.purge, max_attempts=3),
         }
 
     def transcribe(self, job: Job) -> None:
@@ -339,6 +352,15 @@ class Tasks:
             if exc.retryable:
                 raise RetryLater(str(exc), delay=2.0 * job.attempts) from exc
             log.error("call %s: recording not deleted: %s", job.call_sid, exc)
+
+    def purge(self, job: Job) -> None:
+        """Delete what is past the retention period, then queue the next purge."""
+        report = purge(self.store, self.retention_days)
+        log.info(
+            "purge: %d calls, %d turns, %d texts deleted", report.calls, report.turns, report.texts
+        )
+        with self.store.transaction() as session:
+            schedule_purge(session, delay=PURGE_EVERY_SECONDS)
 
     def render_prompt(self, job: Job) -> None:
         """Render a prompt that was spoken with <Say> because it was not cached yet."""

@@ -47,7 +47,11 @@ def render_steps(steps: Sequence[flow.Step], ctx: TwimlContext) -> Response:
             )
             response.redirect(ctx.url_for("/voice/consent?silent=1"), method="POST")
         elif isinstance(step, flow.Listen):
-            query = {"turn": step.turn, **({"probe": step.probe} if step.probe else {})}
+            query: dict[str, object] = {"turn": step.turn}
+            if step.ask > 1:
+                query["ask"] = step.ask
+            if step.probe:
+                query["probe"] = step.probe
             response.record(
                 action=ctx.url_for(f"/voice/answer?{urlencode(query)}"),
                 method="POST",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 from flask import Blueprint, Response, abort, current_app, request, send_file
+from sqlalchemy.exc import OperationalError
 from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from voice_app import flow
 from voice_app.services import Services
-from voice_app.web.signature import is_signed_by_twilio
-from voice_app.web.twiml import empty_response, render_steps
+from voice_app.web.signature import is_signed_by_twilio, raw_path_and_query
+from voice_app.web.twiml import SAY_LANGUAGE, empty_response, render_steps
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,16 @@ def _require_twilio_signature() -> None:
         abort(403)
 
 
+@twilio_routes.app_errorhandler(RequestEntityTooLarge)
+def _too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
+    log.warning(
+        "413: a request body over %s bytes was refused on %s",
+        current_app.config["MAX_CONTENT_LENGTH"],
+        request.path,
+    )
+    return "Request body too large.", 413
+
+
 def _field(name: str) -> str:
     value = request.form.get(name, "").strip()
     if not value:
@@ -50,6 +65,18 @@ def _int_arg(name: str, default: int | None = None) -> int:
         abort(400, description=f"query parameter {name} must be a whole number")
 
 
+def _replay_key() -> str:
+    """Names this webhook delivery, so that a retry of it is answered the same and only once."""
+    token = request.headers.get("I-Twilio-Idempotency-Token", "").strip()
+    if token:
+        return f"token:{token[:100]}"
+    # Without Twilio's token: the same call, step (path and query) and parameters.
+    material = json.dumps(
+        [raw_path_and_query(request), sorted(request.form.items(multi=True))], ensure_ascii=False
+    )
+    return "step:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
 def _twiml(steps: tuple[flow.Step, ...]) -> Response:
     return render_steps(steps, _services().twiml_context())
 
@@ -57,7 +84,9 @@ def _twiml(steps: tuple[flow.Step, ...]) -> Response:
 @twilio_routes.post("/voice/incoming")
 def incoming_call() -> Response:
     """A call comes in: greeting and consent question."""
-    steps = _services().line.incoming(_field("CallSid"), request.form.get("From", ""))
+    steps = _services().line.incoming(
+        _field("CallSid"), request.form.get("From", ""), replay_key=_replay_key()
+    )
     return _twiml(steps)
 
 
@@ -69,6 +98,7 @@ def consent() -> Response:
         _field("CallSid"),
         request.form.get("Digits", ""),
         None if silent else (request.form.get("RecordingUrl") or None),
+        replay_key=_replay_key(),
     )
     return _twiml(steps)
 
@@ -83,6 +113,7 @@ def answer() -> Response:
         recording_url=None if silent else (request.form.get("RecordingUrl") or None),
         digits=request.form.get("Digits", ""),
         hung_up=request.form.get("CallStatus", "in-progress") == "completed",
+        replay_key=_replay_key(),
     )
     return _twiml(steps)
 
@@ -90,7 +121,9 @@ def answer() -> Response:
 @twilio_routes.post("/voice/wait")
 def wait() -> Response:
     """The caller holds while the answer is transcribed."""
-    steps = _services().line.wait(_field("CallSid"), _int_arg("turn"), _int_arg("attempt", 1))
+    steps = _services().line.wait(
+        _field("CallSid"), _int_arg("turn"), _int_arg("attempt", 1), replay_key=_replay_key()
+    )
     return _twiml(steps)
 
 
@@ -122,6 +155,39 @@ def text_status() -> Response:
         request.form.get("To", ""),
     )
     return empty_response()
+
+
+@twilio_routes.post("/voice/fallback")
+def fallback() -> Response:
+    """Twilio's fallback URL: the primary handler failed, so apologise and end the call."""
+    log.error(
+        "fallback URL called for call %s (error %s)",
+        request.form.get("CallSid", "?"),
+        request.form.get("ErrorCode", "?"),
+    )
+    response = VoiceResponse()
+    response.say(_services().script.lines.fallback, language=SAY_LANGUAGE)
+    response.hangup()
+    return Response(str(response), mimetype="text/xml")
+
+
+@public_routes.get("/healthz")
+def health() -> tuple[dict[str, object], int]:
+    """Whether this process can take calls: model loaded, database reachable, work queued."""
+    services = _services()
+    try:
+        database = services.store.ping()
+        queue_depth: int | None = services.worker.pending_count()
+    except OperationalError:
+        # Reported, not raised: a health check must answer even when the database does not.
+        database, queue_depth = False, None
+    status = {
+        "model_loaded": True,  # the app does not start without a working recognizer
+        "recognizer": services.recognizer.name,
+        "database": database,
+        "queue_depth": queue_depth,
+    }
+    return status, 200 if database else 503
 
 
 @public_routes.get("/prompts/<key>.wav")
