@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from voice_app import redact
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
 from voice_app.errors import ConfigError
@@ -157,5 +158,7 @@ def _configure_logging(settings: Settings) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     log.setLevel(settings.log_level.upper())
+    # Phone numbers never reach the logs, whoever logs them (ours, twilio's, the server's).
+    redact.install(logging.getLogger().handlers)
     # The twilio client logs every request's headers at INFO; that is noise, not news.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

@@ -30,6 +30,7 @@ from voice_app.line import (
 )
 from voice_app.purge import purge
 from voice_app.recordings import RecordingSource
+from voice_app.redact import mask_number
 from voice_app.replies import classify, grammar
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
@@ -56,12 +57,6 @@ def schedule_purge(session: Session, delay: float = 0.0) -> bool:
 # "+266696687" (Twilio's stand-in for anonymous) or empty.
 _TEXTABLE = re.compile(r"^\+[1-9]\d{7,14}$")
 _ANONYMOUS = {"+266696687", "+7378742833", "+2562533", "+8656696"}
-
-
-def mask_number(number: str) -> str:
-    """A phone number safe for logs: only its last two digits."""
-    digits = re.sub(r"\D", "", number)
-    return f"***{digits[-2:]}" if len(digits) > 2 else "***"
 
 
 def can_text(number: str) -> bool:

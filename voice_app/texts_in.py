@@ -6,9 +6,9 @@ import logging
 
 from sqlalchemy import select
 
+from voice_app.redact import mask_number
 from voice_app.sms import UNSUBSCRIBED
 from voice_app.store import OptOutRow, OutboxRow, Store
-from voice_app.tasks import mask_number
 
 log = logging.getLogger(__name__)
 
