@@ -154,39 +154,22 @@ class PracticeLine:
         call_sid = outcome.call.call_sid
         queued = False
         for effect in outcome.effects:
-            if isinstance(effect, flow.Transcribe):
-                queued |= enqueue(
-                    session,
-                    TRANSCRIBE,
-                    f"{call_sid}:{effect.turn}:{effect.recording_url}",
-                    call_sid=call_sid,
-                    payload={"turn": effect.turn, "recording_url": effect.recording_url},
-                )
-            elif isinstance(effect, flow.TranscribeReply):
-                queued |= enqueue(
-                    session,
-                    TRANSCRIBE_REPLY,
-                    f"{call_sid}:{effect.purpose}:{effect.recording_url}",
-                    call_sid=call_sid,
-                    payload={"purpose": effect.purpose, "recording_url": effect.recording_url},
-                )
-            elif isinstance(effect, flow.DiscardRecording):
-                queued |= enqueue(
-                    session,
-                    DELETE_RECORDING,
-                    effect.recording_url,
-                    call_sid=call_sid,
-                    payload={"recording_url": effect.recording_url},
-                )
-            elif isinstance(effect, flow.FinishCall):
-                queued |= enqueue(
-                    session,
-                    FINALIZE,
-                    call_sid,
-                    call_sid=call_sid,
-                    payload={"reason": effect.reason},
-                )
+            kind, key, payload = _job_for(call_sid, effect)
+            queued |= enqueue(session, kind, key, call_sid=call_sid, payload=payload)
         return queued
+
+
+def _job_for(call_sid: str, effect: flow.Effect) -> tuple[str, str, dict[str, Any]]:
+    """The background job (kind, unique key, payload) that carries out one effect."""
+    if isinstance(effect, flow.Transcribe):
+        payload: dict[str, Any] = {"turn": effect.turn, "recording_url": effect.recording_url}
+        return TRANSCRIBE, f"{call_sid}:{effect.turn}:{effect.recording_url}", payload
+    if isinstance(effect, flow.TranscribeReply):
+        payload = {"purpose": effect.purpose, "recording_url": effect.recording_url}
+        return TRANSCRIBE_REPLY, f"{call_sid}:{effect.purpose}:{effect.recording_url}", payload
+    if isinstance(effect, flow.DiscardRecording):
+        return DELETE_RECORDING, effect.recording_url, {"recording_url": effect.recording_url}
+    return FINALIZE, call_sid, {"reason": effect.reason}
 
 
 def _with_retries(work: Callable[[], T]) -> T:

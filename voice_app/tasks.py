@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
-from voice_app.asr import BoundedRecognizer, RecognizerBusy
+from voice_app.asr import BoundedRecognizer, RecognizerBusy, Transcript
 from voice_app.delivery import measure_turns
 from voice_app.errors import AudioError, RecordingFetchError, SmsError
 from voice_app.line import (
@@ -108,28 +108,38 @@ class Tasks:
 
     def transcribe(self, job: Job) -> None:
         """Fetch an answer's recording, transcribe it, store the transcript, delete the audio."""
+        heard = self._recognise(job)
+        if isinstance(heard, str):
+            log.error("call %s turn %s: %s", job.call_sid, job.payload.get("turn"), heard)
+            self._store_transcript(job, status=flow.FAILED, error=heard)
+            return
+        words = [[w.word, w.start, w.end, w.confidence] for w in heard.words]
+        self._store_transcript(job, status=flow.TRANSCRIBED, text=heard.text, words=words)
+
+    def transcribe_reply(self, job: Job) -> None:
+        """Recognise a short spoken reply (yes or no to the texting question) and record it."""
+        heard = self._recognise(job, phrases=grammar(self.reply_phrases))
+        if isinstance(heard, str):
+            self._reply_failed(job, heard)
+            return
+        self._record_reply(job, classify(heard.text, self.reply_phrases))
+
+    def _recognise(self, job: Job, phrases: list[str] | None = None) -> Transcript | str:
+        """The job's recording, fetched and recognised; or why it cannot be (no retry helps)."""
         url = str(job.payload["recording_url"])
-        turn = int(job.payload["turn"])
         try:
             audio = self.recordings.fetch(url)
         except RecordingFetchError as exc:
             if exc.retryable:
                 raise RetryLater(str(exc), delay=min(4.0, 0.5 * job.attempts)) from exc
-            self._transcription_failed(job, str(exc))
-            return
+            return str(exc)
         try:
-            transcript = self.recognizer.transcribe(audio)
+            heard: Transcript | str = self.recognizer.transcribe(audio, phrases=phrases)
         except RecognizerBusy as exc:
             # Every recognition slot is taken: back to the queue, the caller keeps holding.
             raise RetryLater(str(exc), delay=0.5, counts=False) from exc
         except AudioError as exc:
-            log.error(
-                "call %s turn %d: recording could not be decoded: %s", job.call_sid, turn, exc
-            )
-            self._store_transcript(job, status=flow.FAILED, error=str(exc))
-        else:
-            words = [[w.word, w.start, w.end, w.confidence] for w in transcript.words]
-            self._store_transcript(job, status=flow.TRANSCRIBED, text=transcript.text, words=words)
+            heard = f"recording could not be decoded: {exc}"
         del audio  # the only copy of the caller's voice on this server
         if self.delete_recordings:
             with self.store.transaction() as session:
@@ -140,36 +150,7 @@ class Tasks:
                     call_sid=job.call_sid,
                     payload={"recording_url": url},
                 )
-
-    def transcribe_reply(self, job: Job) -> None:
-        """Recognise a short spoken reply (yes or no to the texting question) and record it."""
-        url = str(job.payload["recording_url"])
-        try:
-            audio = self.recordings.fetch(url)
-        except RecordingFetchError as exc:
-            if exc.retryable:
-                raise RetryLater(str(exc), delay=min(2.0, 0.3 * job.attempts)) from exc
-            self._reply_failed(job, str(exc))
-            return
-        try:
-            heard = self.recognizer.transcribe(audio, phrases=grammar(self.reply_phrases))
-        except RecognizerBusy as exc:
-            raise RetryLater(str(exc), delay=0.5, counts=False) from exc
-        except AudioError as exc:
-            log.error("call %s: spoken reply could not be decoded: %s", job.call_sid, exc)
-            self._reply_failed(job, str(exc))
-        else:
-            self._record_reply(job, classify(heard.text, self.reply_phrases))
-        del audio
-        if self.delete_recordings:
-            with self.store.transaction() as session:
-                enqueue(
-                    session,
-                    DELETE_RECORDING,
-                    url,
-                    call_sid=job.call_sid,
-                    payload={"recording_url": url},
-                )
+        return heard
 
     def _reply_failed(self, job: Job, reason: str) -> None:
         log.error("call %s: giving up on a spoken reply: %s", job.call_sid, reason)
