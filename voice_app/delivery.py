@@ -106,8 +106,7 @@ def measure_delivery(words: Iterable[WordLike]) -> Delivery:
         return Delivery(0.0, 0, None, 0, 0.0, 0)
     talk = max(0.0, max(end for _, _, end in timed) - timed[0][1])
     gaps = [
-        max(0.0, start - previous_end)
-        for (_, _, previous_end), (_, start, _) in pairwise(timed)
+        max(0.0, start - previous_end) for (_, _, previous_end), (_, start, _) in pairwise(timed)
     ]
     long_gaps = [gap for gap in gaps if gap >= LONG_PAUSE_SECONDS]
     fillers = _count_fillers([w.lower() for w, _, _ in timed])

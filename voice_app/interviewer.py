@@ -52,20 +52,64 @@ _FAMILY_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 Families = tuple[tuple[str, tuple[str, ...]], ...]
 
 # Sounds and hedges that carry no meaning and would otherwise split a phrase ("i um rewrote").
-FILLERS: frozenset[str] = frozenset({
-    "um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm", "huh",
-    "you know", "i mean", "kind of", "sort of", "basically", "actually", "literally",
-})
+FILLERS: frozenset[str] = frozenset(
+    {
+        "um",
+        "umm",
+        "uh",
+        "uhh",
+        "uhm",
+        "er",
+        "erm",
+        "ah",
+        "eh",
+        "hmm",
+        "hm",
+        "mm",
+        "mhm",
+        "huh",
+        "you know",
+        "i mean",
+        "kind of",
+        "sort of",
+        "basically",
+        "actually",
+        "literally",
+    }
+)
 # A negation before one of these words no longer applies after it ("not at first but then ...").
 CLAUSE_BREAKS: frozenset[str] = frozenset({"but", "however", "although", "though", "whereas"})
 # Unpunctuated speech joins clauses with "and" / "so": one of these followed by a new subject starts
 # a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
 # Without a new subject the negation still carries ("we didn't cut costs and improve quality").
 CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "because", "which", "until", "when"})
-CLAUSE_SUBJECTS: frozenset[str] = frozenset({
-    "i", "im", "ive", "id", "we", "were", "weve", "they", "theyre", "theyve", "he", "hes", "she",
-    "shes", "it", "its", "now", "everyone", "everybody", "people", "this", "that", "thats",
-})
+CLAUSE_SUBJECTS: frozenset[str] = frozenset(
+    {
+        "i",
+        "im",
+        "ive",
+        "id",
+        "we",
+        "were",
+        "weve",
+        "they",
+        "theyre",
+        "theyve",
+        "he",
+        "hes",
+        "she",
+        "shes",
+        "it",
+        "its",
+        "now",
+        "everyone",
+        "everybody",
+        "people",
+        "this",
+        "that",
+        "thats",
+    }
+)
 
 # A quote starts at the speaker ("we cut costs...") when one is close before the keyword, and
 # stops at a joining word, so it reads as a phrase rather than a cut-out window of words.
@@ -76,26 +120,100 @@ _SUBJECT_WORDS = frozenset({"i", "im", "ive", "we", "my", "our", "they", "he", "
 _JOINING_WORDS = frozenset({"and", "so", "but", "then", "because", "which", "while", "until"})
 # After the keyword a new speaker usually starts a new clause in unpunctuated speech.
 _QUOTE_STOPS = _JOINING_WORDS | {"i", "im", "ive", "we", "they", "he", "she", "it"}
-_DANGLING_WORDS = frozenset({
-    "a", "an", "the", "of", "for", "on", "in", "at", "to", "with", "by", "from", "is", "was",
-    "were", "my", "our", "their", "your", "as", "that", "like", "about", "where", "who", "what",
-})
+_DANGLING_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "of",
+        "for",
+        "on",
+        "in",
+        "at",
+        "to",
+        "with",
+        "by",
+        "from",
+        "is",
+        "was",
+        "were",
+        "my",
+        "our",
+        "their",
+        "your",
+        "as",
+        "that",
+        "like",
+        "about",
+        "where",
+        "who",
+        "what",
+    }
+)
 _EVIDENCE_MAX_CHARS = 70
 
 # Phrases that, said right after an acronym or a jargon word, start its explanation.
 _EXPLAINING_CUES = (
-    "which is", "which means", "that is", "thats", "meaning", "means", "stands for", "basically",
-    "in other words", "in plain", "is the", "is a", "is an", "is our", "are the", "is when",
-    "is how", "is what", "is where", "or in", "ie", "short for",
+    "which is",
+    "which means",
+    "that is",
+    "thats",
+    "meaning",
+    "means",
+    "stands for",
+    "basically",
+    "in other words",
+    "in plain",
+    "is the",
+    "is a",
+    "is an",
+    "is our",
+    "are the",
+    "is when",
+    "is how",
+    "is what",
+    "is where",
+    "or in",
+    "ie",
+    "short for",
 )
 _TYPED_ACRONYM = re.compile(r"[A-Z][A-Z0-9]*[A-Z0-9](?:s)?|[A-Z][a-z]?\d+[a-z]*")
 _EVIDENCE_PER_DIMENSION = 3
 
 _NUMBER_WORDS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    "hundred", "thousand", "million", "billion", "dozen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "dozen",
 ]
 # Longest first, so "seventeen" is tried before "seven".
 _ONE_NUMBER = (
@@ -172,7 +290,14 @@ _GSM7_REPLACEMENTS = {
     **{c: '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"},
     **{c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2022\u00b7~"},
     **{c: " " for c in "\u00a0\u2007\u2009\u202f\t\v\f"},
-    "\u2026": "...", "\u20ac": "EUR", "[": "(", "]": ")", "{": "(", "}": ")", "\\": "/", "|": "/",
+    "\u2026": "...",
+    "\u20ac": "EUR",
+    "[": "(",
+    "]": ")",
+    "{": "(",
+    "}": ")",
+    "\\": "/",
+    "|": "/",
 }
 
 
@@ -256,9 +381,7 @@ def _clean_word(raw: str) -> list[str]:
     text = re.sub(r"(?<=\d)k\b", " thousand", text)
     text = text.replace("&", " and ")
     text = re.sub(r"(?<=\w)'(?=\w)", "", text)  # didn't -> didnt, matching either spelling
-    text = "".join(
-        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
-    )
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return re.sub(r"[^\w\s]|_", " ", text).split()
 
 
@@ -333,8 +456,10 @@ def keyword_problem(keyword: str, families: Collection[str] = ()) -> str | None:
     known = (*PLACEHOLDERS, *(f"{{{name}}}" for name in families))
     for piece in keyword.split():
         if ("{" in piece or "}" in piece) and piece not in known:
-            return (f"{piece} is not a placeholder; use {', '.join(PLACEHOLDERS)} or a family "
-                    "of the [words] table")
+            return (
+                f"{piece} is not a placeholder; use {', '.join(PLACEHOLDERS)} or a family "
+                "of the [words] table"
+            )
         if "*" in piece.rstrip("*") or piece.count("*") > 1:
             return f"the star in {piece!r} may only end a word, e.g. 'volunteer*'"
         if piece.endswith("*") and not _clean_word(piece[:-1]):
@@ -374,9 +499,12 @@ def _phrase_regex(phrase: str, families: Families = ()) -> re.Pattern[str]:
             parts.append(_ACTION_PATTERN)
         elif named and named[1] in family:
             members = sorted(
-                (" ".join(_word_regex(w) for w in normalize_keyword(m).split())
-                 for m in family[named[1]]),
-                key=len, reverse=True,  # longest first: "the new starters" before "the new"
+                (
+                    " ".join(_word_regex(w) for w in normalize_keyword(m).split())
+                    for m in family[named[1]]
+                ),
+                key=len,
+                reverse=True,  # longest first: "the new starters" before "the new"
             )
             parts.append("(?:" + "|".join(members) + ")")
         else:
@@ -418,7 +546,9 @@ class _Answer:
     def covered(self, phrases: Iterable[str]) -> set[int]:
         """Token indexes inside any occurrence of the phrases."""
         return {
-            i for phrase in phrases for first, last in self.find(phrase)
+            i
+            for phrase in phrases
+            for first, last in self.find(phrase)
             for i in range(first, last + 1)
         }
 
@@ -441,8 +571,11 @@ class _Answer:
                 j += 1
             letters = j - i
             spelled = letters >= 2 and any(t not in ("a", "i") for t in tokens[i:j])
-            coded = letters >= 1 and tokens[i] not in ("a", "i") and j < len(tokens) and (
-                _is_number_word(tokens[j])
+            coded = (
+                letters >= 1
+                and tokens[i] not in ("a", "i")
+                and j < len(tokens)
+                and (_is_number_word(tokens[j]))
             )
             if spelled or coded:
                 while j < len(tokens) and (
@@ -458,9 +591,7 @@ class _Answer:
                 typed[i] = raw.casefold()
                 found.append((i, i))
             i += 1
-        for first, last in (
-            span for term in jargon.terms for span in self.find(term)
-        ):
+        for first, last in (span for term in jargon.terms for span in self.find(term)):
             found.append((first, last))
         terms: list[str] = []
         for first, last in sorted(set(found)):
@@ -482,8 +613,11 @@ class _Answer:
                 words = [w for w in window if w not in ("and", "of", "the", "for")]
                 if [w[0] for w in words[: len(letters)]] == letters:
                     return True
-        after = self.raw_words[self.tokens[last].raw + 1] if self.tokens[last].raw + 1 < len(
-            self.raw_words) else ""
+        after = (
+            self.raw_words[self.tokens[last].raw + 1]
+            if self.tokens[last].raw + 1 < len(self.raw_words)
+            else ""
+        )
         if after.startswith("("):  # typed: "HCAs (healthcare assistants)"
             return True
         following = " ".join(tokens[last + 1 : last + 4])
@@ -683,7 +817,7 @@ def _compose_sms(
 
 
 def _length_verdict(analysis: Analysis) -> str:
-    """"short", "long" or "ok", from the whole conversation and the main answer."""
+    """ "short", "long" or "ok", from the whole conversation and the main answer."""
     if analysis.words_heard < SHORT_ANSWER_WORDS:
         return "short"
     if analysis.answer_words and analysis.answer_words[0] > LONG_ANSWER_WORDS:
@@ -710,9 +844,11 @@ def summarize(
     """
     texts = rules.feedback
     heard = analysis.words_heard > 0
-    strengths = tuple(
-        (name, analysis.dimensions[name].evidence[0]) for name in analysis.shown[:2]
-    ) if heard else ()
+    strengths = (
+        tuple((name, analysis.dimensions[name].evidence[0]) for name in analysis.shown[:2])
+        if heard
+        else ()
+    )
     improve = analysis.missing[0] if heard and analysis.missing else None
     suggestion = _improvement_text(rules, analysis, improve) if improve else None
     length = _length_verdict(analysis) if heard else "none"

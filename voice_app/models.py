@@ -72,8 +72,7 @@ def download_model(name: str, cache_dir: Path) -> Path:
             checked_model_dir(str(target))
         except ModelNotFound as exc:
             raise ModelDownloadError(
-                f"{target} exists but is not a complete Vosk model: delete it and download "
-                "again."
+                f"{target} exists but is not a complete Vosk model: delete it and download again."
             ) from exc
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)

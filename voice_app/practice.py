@@ -53,11 +53,17 @@ def analysis_report(rules: QuestionRules, transcript: str, seed: int = 0) -> dic
 
 
 @click.command("analyze")
-@click.option("--question", "question_id", default=DEFAULT_QUESTION, show_default=True,
-              help="Question id (a file in grammars/questions/).")
+@click.option(
+    "--question",
+    "question_id",
+    default=DEFAULT_QUESTION,
+    show_default=True,
+    help="Question id (a file in grammars/questions/).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Picks the follow-up's phrasing.")
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Picks the follow-up's phrasing."
+)
 def analyze_command(question_id: str, as_json: bool, seed: int) -> None:
     """Analyse one answer read from stdin against a question's rubric."""
     rules = _load(question_id)
@@ -109,15 +115,27 @@ def run_practice(
 
 
 @click.command("practice")
-@click.option("--question", "question_id", default=None,
-              help="Practise one question (default: every question of the bank).")
-@click.option("--bank", default=None, help="Question bank (default: the VOICE_APP_QUESTION_BANK "
-              "setting).")
-@click.option("--follow-ups", type=click.IntRange(0, 10), default=None,
-              help="Follow-up questions after each answer (default: the bank's or the setting).")
+@click.option(
+    "--question",
+    "question_id",
+    default=None,
+    help="Practise one question (default: every question of the bank).",
+)
+@click.option(
+    "--bank", default=None, help="Question bank (default: the VOICE_APP_QUESTION_BANK setting)."
+)
+@click.option(
+    "--follow-ups",
+    type=click.IntRange(0, 10),
+    default=None,
+    help="Follow-up questions after each answer (default: the bank's or the setting).",
+)
 @click.option("--seed", type=int, default=None, help="Fix the phrasing of the follow-ups.")
 def practice_command(
-    question_id: str | None, bank: str | None, follow_ups: int | None, seed: int | None,
+    question_id: str | None,
+    bank: str | None,
+    follow_ups: int | None,
+    seed: int | None,
 ) -> None:
     """Practise in the terminal: type each answer on one line (an empty line skips)."""
     settings = load_settings()
@@ -131,20 +149,23 @@ def practice_command(
             bank_follow_ups = loaded.max_follow_ups
     except VoiceAppError as exc:
         raise click.ClickException(str(exc)) from exc
-    rounds = follow_ups if follow_ups is not None else (
-        bank_follow_ups if bank_follow_ups is not None else settings.max_follow_ups
+    rounds = (
+        follow_ups
+        if follow_ups is not None
+        else (bank_follow_ups if bank_follow_ups is not None else settings.max_follow_ups)
     )
     rng = random.Random(seed)
 
     def ask(prompt: str) -> str | None:
-        click.echo("\n" + textwrap.fill(prompt, 96, initial_indent="INTERVIEWER: ",
-                                         subsequent_indent=" " * 13))
+        click.echo(
+            "\n"
+            + textwrap.fill(prompt, 96, initial_indent="INTERVIEWER: ", subsequent_indent=" " * 13)
+        )
         line = sys.stdin.readline()
         return None if line == "" else line.rstrip("\n")
 
     for rules in questions:
-        feedback = run_practice(rules, ask, click.echo,
-                                follow_ups=rounds, rng=rng)
+        feedback = run_practice(rules, ask, click.echo, follow_ups=rounds, rng=rng)
         click.echo("\n" + _feedback_text(rules, feedback))
 
 
@@ -157,7 +178,8 @@ def _feedback_text(rules: QuestionRules, feedback: interviewer.Feedback) -> str:
         lines.append(f"  {'+' if item['present'] else '-'} {item['label']}{quote}")
     if full["unexplained_terms"]:
         lines.append("  unexplained terms: " + ", ".join(full["unexplained_terms"]))
-    lines.append(f"  length: {full['length']['verdict']} "
-                 f"({sum(full['length']['answer_words'])} words)")
+    lines.append(
+        f"  length: {full['length']['verdict']} ({sum(full['length']['answer_words'])} words)"
+    )
     lines.append("\nTEXT MESSAGE:\n" + textwrap.fill(feedback.sms, 96))
     return "\n".join(lines)

@@ -49,25 +49,40 @@ _DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _FILE_KEY = "(file)"
 
-_QUESTION_KEYS = ("id", "prompt", "probe_order", "deeper_probes", "dimensions", "negation",
-                  "feedback", "words", "jargon")
+_QUESTION_KEYS = (
+    "id",
+    "prompt",
+    "probe_order",
+    "deeper_probes",
+    "dimensions",
+    "negation",
+    "feedback",
+    "words",
+    "jargon",
+)
 _DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise", "ignore", "hints")
 _NEGATION_KEYS = ("words", "window", "except")
 _JARGON_KEYS = ("dimension", "known", "terms", "max_unexplained", "suggestion")
 # Advice on length and delivery: optional in a file, these defaults apply when left out.
 DEFAULT_ADVICE = {
     "too_short": "give a fuller answer of one to two minutes: the situation, what you did, the "
-                 "result and what you learned.",
+    "result and what you learned.",
     "too_long": "keep the answer to about two minutes: lead with the result, then the one or two "
-                "steps that made it happen.",
+    "steps that made it happen.",
     "too_fast": "slow down a little: about 140 words a minute is easy to follow.",
     "too_slow": "keep the pace up a little: aim for about 140 words a minute.",
     "many_fillers": "swap 'um' and 'uh' for a short silent pause; it sounds more confident.",
     "long_pauses": "plan your first sentence and your result before you start, so you do not "
-                   "stall mid-answer.",
+    "stall mid-answer.",
 }
-_FEEDBACK_KEYS = ("heading", "strengths_intro", "improve_intro", "all_covered", "nothing_heard",
-                  *DEFAULT_ADVICE)
+_FEEDBACK_KEYS = (
+    "heading",
+    "strengths_intro",
+    "improve_intro",
+    "all_covered",
+    "nothing_heard",
+    *DEFAULT_ADVICE,
+)
 _BANK_KEYS = ("name", "questions", "max_follow_ups")
 
 
@@ -188,8 +203,9 @@ class _Checker:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.problem(_join(where, key), f"unknown key{hint}; known keys: "
-                             + ", ".join(allowed))
+                self.problem(
+                    _join(where, key), f"unknown key{hint}; known keys: " + ", ".join(allowed)
+                )
 
     def table(self, data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
         """A required table, or an empty one after recording the problem."""
@@ -205,8 +221,14 @@ class _Checker:
         return value
 
     def text(
-        self, data: Mapping[str, Any], key: str, where: str = "", *, limit: int = 0,
-        spoken: bool = False, sms: bool = False,
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str = "",
+        *,
+        limit: int = 0,
+        spoken: bool = False,
+        sms: bool = False,
     ) -> str:
         """A required non-empty text, checked against the limits of where it is used."""
         full_key = _join(where, key)
@@ -221,7 +243,12 @@ class _Checker:
         return value
 
     def texts(
-        self, data: Mapping[str, Any], key: str, where: str = "", *, spoken: bool = False,
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str = "",
+        *,
+        spoken: bool = False,
     ) -> tuple[str, ...]:
         """A required non-empty list of non-empty texts."""
         full_key = _join(where, key)
@@ -246,7 +273,13 @@ class _Checker:
         return tuple(items)
 
     def whole_number(
-        self, data: Mapping[str, Any], key: str, where: str = "", *, low: int, high: int,
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str = "",
+        *,
+        low: int,
+        high: int,
     ) -> int | None:
         """A whole number within [low, high], or None (missing or invalid)."""
         full_key = _join(where, key)
@@ -263,23 +296,34 @@ class _Checker:
         return value
 
     def _check_text(
-        self, key: str, value: str, *, limit: int = 0, spoken: bool = False, sms: bool = False,
+        self,
+        key: str,
+        value: str,
+        *,
+        limit: int = 0,
+        spoken: bool = False,
+        sms: bool = False,
     ) -> None:
         if not value.strip():
             self.problem(key, "is empty")
             return
         if spoken and len(value) > MAX_SPOKEN_CHARS:
-            self.problem(key, f"is {len(value)} characters; spoken texts must be at most "
-                         f"{MAX_SPOKEN_CHARS} (about fifteen seconds) so callers can follow")
+            self.problem(
+                key,
+                f"is {len(value)} characters; spoken texts must be at most "
+                f"{MAX_SPOKEN_CHARS} (about fifteen seconds) so callers can follow",
+            )
         if sms:
             unsendable = sorted({c for c in value if gsm7_safe(c) == "?" and c != "?"})
             if unsendable:
-                self.problem(key, "has characters a text message cannot carry: "
-                             + " ".join(unsendable))
+                self.problem(
+                    key, "has characters a text message cannot carry: " + " ".join(unsendable)
+                )
             length = len(gsm7_safe(value))
             if limit and length > limit:
-                self.problem(key, f"is {length} characters; at most {limit} fit in the "
-                             "feedback text message")
+                self.problem(
+                    key, f"is {length} characters; at most {limit} fit in the feedback text message"
+                )
 
 
 def _join(where: str, key: str) -> str:
@@ -305,8 +349,13 @@ def _read_toml(path: Path, checker: _Checker) -> dict[str, Any] | None:
     return None
 
 
-def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str,
-              families: Collection[str] = ()) -> tuple[str, ...]:
+def _keywords(
+    checker: _Checker,
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    families: Collection[str] = (),
+) -> tuple[str, ...]:
     """A list of keywords: each usable by the matcher, none repeated once normalised."""
     keywords = checker.texts(table, key, where)
     seen: dict[str, int] = {}
@@ -321,8 +370,11 @@ def _keywords(checker: _Checker, table: Mapping[str, Any], key: str, where: str,
             continue
         normal = normalize_keyword(keyword)
         if normal in seen:
-            checker.problem(item_key, f"{keyword!r} repeats item {seen[normal]} "
-                            f"({raw[seen[normal]]!r}); list each keyword once")
+            checker.problem(
+                item_key,
+                f"{keyword!r} repeats item {seen[normal]} "
+                f"({raw[seen[normal]]!r}); list each keyword once",
+            )
         else:
             seen[normal] = index
     return keywords
@@ -335,8 +387,10 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
     if not _SAFE_NAME.fullmatch(path.stem):
         checker.problem(_FILE_KEY, "file names use only lowercase letters, digits, '-' and '_'")
     elif question_id and question_id != path.stem:
-        checker.problem("id", f"is {question_id!r} but the file is {path.name}: "
-                        f"they must match (id = {path.stem!r})")
+        checker.problem(
+            "id",
+            f"is {question_id!r} but the file is {path.name}: they must match (id = {path.stem!r})",
+        )
     prompt = checker.text(data, "prompt", spoken=True)
     deeper = checker.texts(data, "deeper_probes", spoken=True)
     words = _word_families(checker, data)
@@ -356,13 +410,12 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
             label=checker.text(table, "label", where),
             keywords=_keywords(checker, table, "keywords", where, words),
             follow_ups=checker.texts(table, "follow_ups", where, spoken=True),
-            suggestion=checker.text(table, "suggestion", where, limit=MAX_SUGGESTION_CHARS,
-                                    sms=True),
+            suggestion=checker.text(
+                table, "suggestion", where, limit=MAX_SUGGESTION_CHARS, sms=True
+            ),
             praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
-            ignore=(_keywords(checker, table, "ignore", where, words)
-                    if "ignore" in table else ()),
-            hints=(_keywords(checker, table, "hints", where, words)
-                   if "hints" in table else ()),
+            ignore=(_keywords(checker, table, "ignore", where, words) if "ignore" in table else ()),
+            hints=(_keywords(checker, table, "hints", where, words) if "hints" in table else ()),
         )
     if "dimensions" in data and isinstance(data["dimensions"], dict) and not dimensions:
         checker.problem("dimensions", "has no dimensions: add at least one [dimensions.NAME]")
@@ -372,22 +425,30 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         if name not in dimensions:
             close = difflib.get_close_matches(name, list(dimensions), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            checker.problem(f"probe_order[{index}]", f"{name!r} is not a dimension in this "
-                            f"file{hint}")
+            checker.problem(
+                f"probe_order[{index}]", f"{name!r} is not a dimension in this file{hint}"
+            )
         elif probe_order.index(name) != index:
             checker.problem(f"probe_order[{index}]", f"{name!r} is listed twice")
     left_out = [name for name in dimensions if name not in probe_order]
     if left_out and "probe_order" in data:
-        checker.problem("probe_order", "does not list " + ", ".join(map(repr, left_out))
-                        + ": every dimension must appear once")
+        checker.problem(
+            "probe_order",
+            "does not list "
+            + ", ".join(map(repr, left_out))
+            + ": every dimension must appear once",
+        )
 
     negation_table = checker.table(data, "negation")
     checker.unknown_keys(negation_table, _NEGATION_KEYS, "negation")
     negation = Negation(
         words=_keywords(checker, negation_table, "words", "negation"),
         window=checker.whole_number(negation_table, "window", "negation", low=1, high=10) or 1,
-        exceptions=(_keywords(checker, negation_table, "except", "negation")
-                    if "except" in negation_table else ()),
+        exceptions=(
+            _keywords(checker, negation_table, "except", "negation")
+            if "except" in negation_table
+            else ()
+        ),
     )
     if "window" not in negation_table:
         checker.missing("negation.window", "negation", "add a line like  window = 3")
@@ -402,16 +463,21 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         if key in feedback_table
     }
     feedback = FeedbackTexts(
-        heading=checker.text(feedback_table, "heading", "feedback", limit=MAX_HEADING_CHARS,
-                             sms=True),
-        strengths_intro=checker.text(feedback_table, "strengths_intro", "feedback",
-                                     limit=MAX_INTRO_CHARS, sms=True),
-        improve_intro=checker.text(feedback_table, "improve_intro", "feedback",
-                                   limit=MAX_INTRO_CHARS, sms=True),
-        all_covered=checker.text(feedback_table, "all_covered", "feedback",
-                                 limit=MAX_SUGGESTION_CHARS, sms=True),
-        nothing_heard=checker.text(feedback_table, "nothing_heard", "feedback",
-                                   limit=MAX_NOTHING_HEARD_CHARS, sms=True),
+        heading=checker.text(
+            feedback_table, "heading", "feedback", limit=MAX_HEADING_CHARS, sms=True
+        ),
+        strengths_intro=checker.text(
+            feedback_table, "strengths_intro", "feedback", limit=MAX_INTRO_CHARS, sms=True
+        ),
+        improve_intro=checker.text(
+            feedback_table, "improve_intro", "feedback", limit=MAX_INTRO_CHARS, sms=True
+        ),
+        all_covered=checker.text(
+            feedback_table, "all_covered", "feedback", limit=MAX_SUGGESTION_CHARS, sms=True
+        ),
+        nothing_heard=checker.text(
+            feedback_table, "nothing_heard", "feedback", limit=MAX_NOTHING_HEARD_CHARS, sms=True
+        ),
         **advice,
     )
     ordered = {name: dimensions[name] for name in probe_order if name in dimensions}
@@ -446,14 +512,21 @@ def _word_families(checker: _Checker, data: Mapping[str, Any]) -> dict[str, tupl
         for index, phrase in enumerate(phrases):
             nested = [w for w in phrase.split() if "{" in w and w not in FAMILY_PLACEHOLDERS]
             if nested:
-                checker.problem(f"{where}[{index}]", f"{phrase!r}: a family may use only "
-                                f"{' and '.join(FAMILY_PLACEHOLDERS)}, not {nested[0]}")
+                checker.problem(
+                    f"{where}[{index}]",
+                    f"{phrase!r}: a family may use only "
+                    f"{' and '.join(FAMILY_PLACEHOLDERS)}, not {nested[0]}",
+                )
         families[name] = phrases
     return families
 
 
-def _jargon(checker: _Checker, data: Mapping[str, Any], dimensions: Mapping[str, Dimension],
-            words: Mapping[str, tuple[str, ...]]) -> Jargon | None:
+def _jargon(
+    checker: _Checker,
+    data: Mapping[str, Any],
+    dimensions: Mapping[str, Dimension],
+    words: Mapping[str, tuple[str, ...]],
+) -> Jargon | None:
     """The optional [jargon] table."""
     if "jargon" not in data:
         return None
@@ -470,16 +543,20 @@ def _jargon(checker: _Checker, data: Mapping[str, Any], dimensions: Mapping[str,
         known=_keywords(checker, table, "known", "jargon") if "known" in table else (),
         terms=_keywords(checker, table, "terms", "jargon", words) if "terms" in table else (),
         max_unexplained=limit or 0,
-        suggestion=checker.text(table, "suggestion", "jargon", limit=MAX_SUGGESTION_CHARS,
-                                sms=True),
+        suggestion=checker.text(
+            table, "suggestion", "jargon", limit=MAX_SUGGESTION_CHARS, sms=True
+        ),
     )
 
 
 def _check_name(kind: str, name: str, path: Path) -> None:
     """Refuse names that are not plain file names (they come from settings and bank files)."""
     if not _SAFE_NAME.fullmatch(name):
-        raise RulesError(str(path), _FILE_KEY, f"{kind} name {name!r} must use only lowercase "
-                         "letters, digits, '-' and '_'")
+        raise RulesError(
+            str(path),
+            _FILE_KEY,
+            f"{kind} name {name!r} must use only lowercase letters, digits, '-' and '_'",
+        )
 
 
 def _question_problems(path: Path) -> tuple[QuestionRules | None, list[RulesError]]:
@@ -509,23 +586,29 @@ def _parse_bank(path: Path, data: dict[str, Any], checker: _Checker) -> Question
     if not _SAFE_NAME.fullmatch(path.stem):
         checker.problem(_FILE_KEY, "file names use only lowercase letters, digits, '-' and '_'")
     elif name and name != path.stem:
-        checker.problem("name", f"is {name!r} but the file is {path.name}: they must match "
-                        f"(name = {path.stem!r})")
+        checker.problem(
+            "name",
+            f"is {name!r} but the file is {path.name}: they must match (name = {path.stem!r})",
+        )
     question_ids = checker.texts(data, "questions")
     questions_dir = path.parent.parent / "questions"
     for index, question_id in enumerate(question_ids):
         key = f"questions[{index}]"
         if not _SAFE_NAME.fullmatch(question_id):
-            checker.problem(key, f"{question_id!r} is not a question id (lowercase letters, "
-                            "digits, '-' and '_')")
+            checker.problem(
+                key,
+                f"{question_id!r} is not a question id (lowercase letters, digits, '-' and '_')",
+            )
         elif not (questions_dir / f"{question_id}.toml").is_file():
             known = ", ".join(sorted(p.stem for p in questions_dir.glob("*.toml"))) or "none"
-            checker.problem(key, f"no question {question_id!r}: there is no "
-                            f"questions/{question_id}.toml (known: {known})")
+            checker.problem(
+                key,
+                f"no question {question_id!r}: there is no "
+                f"questions/{question_id}.toml (known: {known})",
+            )
         elif question_ids.index(question_id) != index:
             checker.problem(key, f"{question_id!r} is listed twice")
-    max_follow_ups = checker.whole_number(data, "max_follow_ups", low=0,
-                                          high=MAX_FOLLOW_UPS_LIMIT)
+    max_follow_ups = checker.whole_number(data, "max_follow_ups", low=0, high=MAX_FOLLOW_UPS_LIMIT)
     return QuestionBank(name=name, question_ids=question_ids, max_follow_ups=max_follow_ups)
 
 
@@ -539,8 +622,7 @@ def _bank_problems(path: Path) -> tuple[QuestionBank | None, list[RulesError]]:
 
 
 def load_bank(name: str, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> QuestionBank:
-    """Load and validate grammars/banks/<name>.toml (its questions must exist); raises RulesError.
-    """
+    """Load and check grammars/banks/<name>.toml (its questions must exist); raises RulesError."""
     path = Path(grammars_dir) / "banks" / f"{name}.toml"
     _check_name("bank", name, path)
     bank, problems = _bank_problems(path)

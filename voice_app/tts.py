@@ -38,8 +38,15 @@ MULAW_SILENCE = 0xFF
 def _child_command(output: Path, *, voice: str, rate: int) -> list[str]:
     # The text goes through stdin so a long prompt never meets the argv length limit.
     return [
-        sys.executable, "-m", "voice_app.tts_child", "-", str(output),
-        "--voice", voice, "--rate", str(rate),
+        sys.executable,
+        "-m",
+        "voice_app.tts_child",
+        "-",
+        str(output),
+        "--voice",
+        voice,
+        "--rate",
+        str(rate),
     ]
 
 
@@ -53,8 +60,14 @@ def _run_child(text: str, output: Path, *, voice: str, rate: int, timeout: float
     command = _child_command(output, voice=voice, rate=rate)
     try:
         done = subprocess.run(
-            command, input=text, capture_output=True, text=True, encoding="utf-8",
-            errors="replace", timeout=timeout, check=False,
+            command,
+            input=text,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise _failure(
@@ -68,8 +81,9 @@ def _run_child(text: str, output: Path, *, voice: str, rate: int, timeout: float
         raise _failure(text, f"{stderr_tail}; install espeak-ng: run scripts/install.sh")
     if done.returncode != 0:
         raise _failure(
-            text, f"the TTS child process exited with code {done.returncode}: "
-            f"{stderr_tail or '(nothing on stderr)'}"
+            text,
+            f"the TTS child process exited with code {done.returncode}: "
+            f"{stderr_tail or '(nothing on stderr)'}",
         )
 
 
@@ -104,9 +118,7 @@ class RenderReport:
 class PromptCache:
     """A folder of rendered prompts, one WAV file per (text, voice, rate)."""
 
-    def __init__(
-        self, cache_dir: Path, *, voice: str, rate: int, timeout: float = 20.0
-    ) -> None:
+    def __init__(self, cache_dir: Path, *, voice: str, rate: int, timeout: float = 20.0) -> None:
         self.cache_dir = Path(cache_dir)
         self.voice = voice
         self.rate = rate
