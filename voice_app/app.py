@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from voice_app import redact
+from voice_app import interviewer, redact
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
 from voice_app.errors import ConfigError
@@ -51,6 +51,9 @@ def create_app(
     store = Store(settings.resolved_database_url)
     store.create_schema()
     script = load_script(settings)
+    for rules in script.questions:
+        # Compile the rubric's patterns now, before a server forks, not on each first call.
+        interviewer.analyze(rules, ["warm up"])
     prompts = PromptCache(settings.prompt_dir, voice=settings.tts_voice, rate=settings.tts_rate)
     worker = Worker(store, {}, threads=settings.workers)
     line = PracticeLine(script, store, settings.question_bank, worker.notify)

@@ -6,6 +6,8 @@ needs between two webhooks lives here, so a server restart loses nothing.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+# Execution option marking a connection whose transactions only read.
+_READONLY = "voice_app_readonly"
 
 
 class Base(DeclarativeBase):
@@ -155,9 +160,11 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Take the write lock up front: a read-then-write transaction that upgrades later can
-        # fail with "database is locked" instead of waiting when two workers race.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock up front: a read-then-write transaction that upgrades
+        # later can fail with "database is locked" instead of waiting when two workers race.
+        # A reader needs no lock at all (WAL lets it read beside the writer).
+        readonly = connection.get_execution_options().get(_READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -169,6 +176,15 @@ class Store:
         self.url = url
         self.engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
+        )
+        # SQLite has one writer at a time, and its busy handler retries on a timer rather than
+        # queueing waiters, so under load a waiting writer can lose for seconds to newcomers.
+        # Threads of this process queue here instead, in order.
+        self._one_writer = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     def create_schema(self) -> None:
         """Create the tables that do not exist yet."""
@@ -177,7 +193,13 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on error."""
-        with self._sessions.begin() as session:
+        with self._one_writer, self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: it takes no write lock and commits nothing."""
+        with self._readers() as session:  # closing the session rolls its reads back
             yield session
 
     def ping(self) -> bool:

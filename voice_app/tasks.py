@@ -206,7 +206,7 @@ class Tasks:
     def finalize(self, job: Job) -> None:
         """Once every answer of a finished call is transcribed: feedback, then the text."""
         call_sid = str(job.call_sid)
-        with self.store.transaction() as session:
+        with self.store.reading() as session:
             unfinished = session.scalar(
                 select(JobRow.id).where(
                     JobRow.call_sid == call_sid,
@@ -214,18 +214,20 @@ class Tasks:
                     JobRow.state.not_in([DONE, FAILED]),
                 )
             )
-        if unfinished is not None:
-            raise RetryLater("answers are still being transcribed", delay=0.5, counts=False)
-        with self.store.transaction() as session:
-            call = session.get(CallRow, call_sid)
-            if call is None:
-                return
+            if unfinished is not None:
+                raise RetryLater("answers are still being transcribed", delay=0.5, counts=False)
             turns = list(
                 session.scalars(
                     select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
                 )
             )
-            call.feedback = self._feedback(turns)
+            # The analysis is CPU work: done here, outside the write lock the next step takes.
+            feedback: dict[str, Any] = self._feedback(turns)
+        with self.store.transaction() as session:
+            call = session.get(CallRow, call_sid)
+            if call is None:
+                return
+            call.feedback = feedback
             if self._may_text(session, call):
                 session.add(
                     OutboxRow(

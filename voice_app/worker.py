@@ -138,7 +138,7 @@ class Worker:
 
     def pending_count(self) -> int:
         """How many jobs wait or run (for health checks and tests)."""
-        with self.store.transaction() as session:
+        with self.store.reading() as session:
             rows = session.scalars(select(JobRow.id).where(JobRow.state.in_([PENDING, RUNNING])))
             return len(rows.all())
 
@@ -175,15 +175,18 @@ class Worker:
 
     def _claim(self) -> Job | None:
         now = time.time()
+        runnable = or_(
+            (JobRow.state == PENDING) & (JobRow.run_after <= now),
+            (JobRow.state == RUNNING) & (JobRow.lease_until < now),
+        )
+        # Look first without the write lock: idle threads poll often, and most polls find nothing.
+        with self.store.reading() as session:
+            if session.scalar(select(JobRow.id).where(runnable).limit(1)) is None:
+                return None
         with self.store.transaction() as session:
             row = session.scalars(
                 select(JobRow)
-                .where(
-                    or_(
-                        (JobRow.state == PENDING) & (JobRow.run_after <= now),
-                        (JobRow.state == RUNNING) & (JobRow.lease_until < now),
-                    )
-                )
+                .where(runnable)
                 .order_by(JobRow.run_after, JobRow.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
