@@ -281,3 +281,20 @@ def test_a_key_press_at_the_texting_question_discards_its_short_recording(
 
     assert call.consent is True
     assert outcome.effects == (flow.DiscardRecording(URL + "c"),)
+
+
+def test_holding_is_recognised_as_changing_nothing(script: Script) -> None:
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "1")
+    before = replace(call, turns=[replace(t) for t in call.turns])
+
+    assert flow.only_holding(script, call, 0, 1)
+    outcome = flow.on_wait(script, call, 0, 1)
+    assert outcome.effects == () and call == before
+
+    call.turns[0].status = flow.TRANSCRIBED
+    assert not flow.only_holding(script, call, 0, 2)  # the transcript is in: the call moves on
+    last_attempt = -(-script.max_wait_seconds // script.hold_seconds)
+    call.turns[0].status = flow.RECORDED
+    assert not flow.only_holding(script, call, 0, last_attempt)  # waited long enough

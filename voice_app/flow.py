@@ -263,6 +263,16 @@ def on_answer(
     return _heard_nothing(script, call, turn)
 
 
+def only_holding(script: Script, call: Call, turn_number: int, attempt: int) -> bool:
+    """True when `on_wait` would only keep the caller holding, changing nothing."""
+    turn = call.current
+    if call.stage != INTERVIEW or turn is None or turn.number != turn_number:
+        return False
+    if attempt * script.hold_seconds >= script.max_wait_seconds or call.consent_heard:
+        return False
+    return call.consent_pending or turn.status == RECORDED
+
+
 def on_wait(script: Script, call: Call, turn_number: int, attempt: int) -> Outcome:
     """The caller is holding: move on once the transcript is in, or after the longest wait."""
     turn = call.current

@@ -112,6 +112,12 @@ class PracticeLine:
         self, call_sid: str, turn: int, attempt: int, replay_key: str | None = None
     ) -> tuple[Step, ...]:
         """The caller is holding while an answer is transcribed."""
+        # Most holding requests change nothing: answered from a read, without the write lock.
+        with self.store.reading() as session:
+            row = session.get(CallRow, call_sid)
+            call = load_call(session, row) if row is not None else None
+        if call is not None and flow.only_holding(self.script, call, turn, attempt):
+            return flow.on_wait(self.script, call, turn, attempt).reply
         return self._event(
             call_sid, lambda call: flow.on_wait(self.script, call, turn, attempt), replay_key
         )
