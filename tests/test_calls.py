@@ -21,6 +21,8 @@ from voice_app.simulator import (
     SimulationOptions,
     simulate,
 )
+from voice_app.simulator.call import CallSimulator
+from voice_app.simulator.standin import TwilioStandIn
 from voice_app.store import CallRow, Store, TurnRow
 
 STRONG_START = (
@@ -209,3 +211,46 @@ def test_the_texting_question_can_be_answered_out_loud(
 
     assert (len(report.texts) == 1) is texted
     assert report.recordings_kept == 0
+
+
+def test_the_simulator_follows_gather_as_twilio_does() -> None:
+    class OneDocument:
+        """A tiny app: a <Gather> for one key, then a goodbye."""
+
+        def __init__(self) -> None:
+            self.posts: list[tuple[str, dict[str, str]]] = []
+
+        def post(
+            self, url: str, params: dict[str, str], headers: dict[str, str]
+        ) -> tuple[int, str]:
+            self.posts.append((url, params))
+            if url.endswith("/voice/incoming"):
+                return 200, (
+                    '<Response><Gather action="/menu" numDigits="1"><Say>Press 1.</Say></Gather>'
+                    "<Say>No key.</Say></Response>"
+                )
+            return 200, "<Response><Say>Bye.</Say><Hangup/></Response>"
+
+        def get(self, url: str) -> tuple[int, bytes]:
+            return 404, b""
+
+    standin = TwilioStandIn("AC" + "0" * 32, "token").start()
+    try:
+        transport = OneDocument()
+        report = CallSimulator(
+            transport=transport,
+            app_url="https://app.invalid",
+            auth_token="token",
+            standin=standin,
+            steps=[],
+            make_recording=lambda text: b"",
+            on_hold=lambda s: None,
+        ).run()
+    finally:
+        standin.stop()
+
+    assert [e.text for e in report.dialog] == ["Press 1.", "1", "Bye."]
+    assert transport.posts[1] == (
+        "https://app.invalid/menu",
+        {**transport.posts[1][1], "Digits": "1"},
+    )

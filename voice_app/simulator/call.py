@@ -173,6 +173,13 @@ class CallSimulator:
                 seconds = float(verb.get("length", "1"))
                 self._note_hold(seconds)
                 self.on_hold(seconds)
+            elif verb.tag == "Gather":
+                # The line asks for keys: the caller presses its consent key, or nothing.
+                for inner in verb:
+                    self._hear(inner, url)
+                if self.consent_key:
+                    self.report.dialog.append(DialogEvent("caller", self.consent_key, "keys"))
+                    return urljoin(url, verb.get("action", url)), {"Digits": self.consent_key}
             elif verb.tag == "Record" and urlsplit(verb.get("action", "")).path == CONSENT_PATH:
                 reply = self._consent_reply(urljoin(url, verb.get("action", url)))
                 if reply is not None:
