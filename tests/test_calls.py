@@ -254,3 +254,18 @@ def test_the_simulator_follows_gather_as_twilio_does() -> None:
         "https://app.invalid/menu",
         {**transport.posts[1][1], "Digits": "1"},
     )
+
+
+def test_a_simulated_call_works_from_any_folder_with_the_default_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a newcomer runs it: the default data folder `var`, relative to where they are.
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "VOICE_APP_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(main, ["simulate", "--perfect-asr", "--answer", STRONG_START])
+
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "var" / "prompts").is_dir()
+    assert "TEXT to +15555550100:" in result.output

@@ -282,17 +282,14 @@ def serve(host: str, port: int, processes: int, threads: int) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-# `voice-app model download|check` live next to the model code they wrap.
-from voice_app.models import model_group  # noqa: E402
-
-main.add_command(model_group, "model")
-
-
-def _register_practice_commands() -> None:
+def _register_commands_kept_with_their_code() -> None:
+    """`model download|check`, `analyze` and `practice` live next to the code they wrap."""
+    from voice_app.models import model_group
     from voice_app.practice import analyze_command, practice_command
 
+    main.add_command(model_group, "model")
     main.add_command(analyze_command)
     main.add_command(practice_command)
 
 
-_register_practice_commands()
+_register_commands_kept_with_their_code()

@@ -299,7 +299,9 @@ class Settings:
     @property
     def prompt_dir(self) -> Path:
         """Where rendered prompts are cached."""
-        return Path(self.data_dir) / "prompts"
+        # Absolute: the files are also served by Flask, which resolves relative paths against
+        # the package, not the working directory.
+        return Path(self.data_dir).resolve() / "prompts"
 
 
 def load_settings(

@@ -19,6 +19,7 @@ import numpy as np
 from twilio.request_validator import RequestValidator
 
 from voice_app.audio import PHONE_RATE, to_wav_bytes
+from voice_app.errors import VoiceAppError
 from voice_app.simulator.standin import SentText, TwilioStandIn, new_sid
 
 # The route whose <Record> asks whether the caller wants a text.
@@ -85,7 +86,7 @@ class Transport(Protocol):
         ...
 
 
-class SimulationError(Exception):
+class SimulationError(VoiceAppError):
     """The app answered in a way Twilio would not accept."""
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlencode
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -185,7 +186,8 @@ class TwilioStandIn:
         adapter = self._urls.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match(method=None)
-        except Exception:
+        except HTTPException:
+            # No such resource here, as Twilio would say.
             return _error(404, 20404, "The requested resource was not found")
         if not self._authorised(request) or args["account"] != self.account_sid:
             return _error(401, 20003, "Authenticate")
