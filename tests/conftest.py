@@ -15,12 +15,28 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
 from voice_app.app import create_app, get_services
+from voice_app.config import Settings, load_settings
 from voice_app.services import Services
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token"
 PUBLIC_URL = "https://line.example.test"
 CALLER = "+15555550100"
+
+
+LINE_NUMBER = "+15005550006"
+
+
+def settings_for(base_url: str, **overrides: Any) -> Settings:
+    """Settings for the real REST adapters talking to a Twilio API (or stand-in) at `base_url`."""
+    values = {
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_phone_number": LINE_NUMBER,
+        "twilio_api_base_url": base_url,
+        **overrides,
+    }
+    return load_settings(values, environ={})
 
 
 class FakeRecordings:

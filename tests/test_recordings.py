@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, settings_for
 from voice_app.audio import PHONE_RATE, to_wav_bytes
-from voice_app.config import Settings, load_settings
 from voice_app.errors import RecordingFetchError
 from voice_app.recordings import TwilioRecordings
 from voice_app.simulator.standin import TwilioStandIn, new_sid
@@ -22,16 +20,6 @@ def phone_wav(seconds: float) -> bytes:
     """A phone-quality (8 kHz, 16-bit, mono) WAV as Twilio serves recordings, with a tone."""
     t = np.arange(int(seconds * PHONE_RATE)) / PHONE_RATE
     return to_wav_bytes((3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), PHONE_RATE)
-
-
-def settings_for(base_url: str, **overrides: Any) -> Settings:
-    values = {
-        "twilio_account_sid": ACCOUNT_SID,
-        "twilio_auth_token": AUTH_TOKEN,
-        "twilio_api_base_url": base_url,
-        **overrides,
-    }
-    return load_settings(values, environ={})
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,12 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER
-from voice_app.config import Settings, load_settings
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER, LINE_NUMBER, settings_for
 from voice_app.errors import SmsError
 from voice_app.simulator.standin import TwilioStandIn
 from voice_app.sms import UNSUBSCRIBED, TwilioTextSender, make_text_sender
 
-LINE_NUMBER = "+15005550006"
 MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-
-
-def settings_for(base_url: str, **overrides: Any) -> Settings:
-    values = {
-        "twilio_account_sid": ACCOUNT_SID,
-        "twilio_auth_token": AUTH_TOKEN,
-        "twilio_phone_number": LINE_NUMBER,
-        "twilio_api_base_url": base_url,
-        **overrides,
-    }
-    return load_settings(values, environ={})
 
 
 @pytest.fixture(scope="module")

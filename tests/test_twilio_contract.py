@@ -18,10 +18,17 @@ import requests
 from flask import Flask
 from sqlalchemy import select
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER, PUBLIC_URL, FakeRecordings, Twilio
+from tests.conftest import (
+    ACCOUNT_SID,
+    CALLER,
+    LINE_NUMBER,
+    PUBLIC_URL,
+    FakeRecordings,
+    Twilio,
+    settings_for,
+)
 from voice_app.app import create_app, get_services
 from voice_app.asr.scripted import embed_transcript
-from voice_app.config import Settings, load_settings
 from voice_app.errors import RecordingFetchError, SmsError
 from voice_app.recordings import TwilioRecordings
 from voice_app.simulator.call import silence_wav
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
 # The `prism` fixture; imported by pytest, so that its assertions are rewritten too.
 pytest_plugins = ["tests.twilio_mock"]
 
-LINE_NUMBER = "+15005550006"
 MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 BODY = "Your practice answer had a clear result. Next time, say what you did yourself."
 # As in tests/twilio_mock.py: a test making more requests than this was stopped.
@@ -49,17 +55,6 @@ EXAMPLE_MESSAGE = {
     "body": "testing",
     "date_sent": calendar.timegm((2019, 5, 24, 17, 44, 50, 0, 0, 0)),
 }
-
-
-def settings_for(base_url: str, **overrides: Any) -> Settings:
-    values = {
-        "twilio_account_sid": ACCOUNT_SID,
-        "twilio_auth_token": AUTH_TOKEN,
-        "twilio_phone_number": LINE_NUMBER,
-        "twilio_api_base_url": base_url,
-        **overrides,
-    }
-    return load_settings(values, environ={})
 
 
 def recording_url(base_url: str) -> str:
