@@ -8,7 +8,7 @@ from tests.conftest import CALLER, PUBLIC_URL, FakeRecordings, FakeTexts, Twilio
 from voice_app.asr.scripted import embed_transcript
 from voice_app.services import Services
 from voice_app.simulator.call import silence_wav
-from voice_app.store import JobRow, OptOutRow, OutboxRow
+from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow
 from voice_app.texts_out import OPT_OUT
 
 CALL = "CA" + "6" * 32
@@ -79,3 +79,25 @@ def test_delivery_reports_are_recorded_and_an_unsubscribed_number_is_opted_out(
 def test_delivery_reports_need_twilios_signature(twilio: Twilio) -> None:
     response = twilio.post("/sms/status", sign=False, MessageSid="SM1", MessageStatus="delivered")
     assert response.status_code == 403
+
+
+def test_the_opt_out_line_never_cuts_the_advice_short(
+    twilio: Twilio, recordings: FakeRecordings, services: Services, texts: FakeTexts
+) -> None:
+    # Long quotes make the feedback long; the advice is its last and most useful part.
+    answer = (
+        "we ran a campaign to grow our newsletter because growing it was our goal for the year "
+        "and the list grew from ten thousand to twenty five thousand subscribers"
+    )
+    recordings.audio[RECORDING] = embed_transcript(silence_wav(2), answer)
+    twilio.twiml("/voice/incoming", **params())
+    twilio.twiml("/voice/answer?turn=0", **params(RecordingUrl=RECORDING, Digits="#"))
+    twilio.twiml("/voice/consent", **params(Digits="1"))
+    twilio.twiml("/voice/status", **params(CallStatus="completed"))
+    services.worker.drain()
+
+    body = texts.sent[0][1]
+    with services.store.transaction() as session:
+        feedback = session.scalars(select(CallRow)).one().feedback or {}
+    assert body == f"{feedback['sms']} {OPT_OUT}"  # the feedback whole, nothing cut
+    assert len(body) <= 320

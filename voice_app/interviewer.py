@@ -793,6 +793,7 @@ def _compose_sms(
     rules: QuestionRules,
     strengths: Sequence[tuple[str, str]],
     closing: str,
+    limit: int,
 ) -> str:
     """The text message, dropping detail (second strength, then quotes) until it fits."""
     texts = rules.feedback
@@ -810,10 +811,10 @@ def _compose_sms(
             parts.append(f"{texts.strengths_intro} {' and '.join(items)}.")
         parts.append(closing)
         sms = gsm7_safe(" ".join(parts))
-        if len(sms) <= SMS_LIMIT:
+        if len(sms) <= limit:
             return sms
     # Only reachable with rules texts longer than rules.py allows; never send more than the limit.
-    return _truncate(sms, SMS_LIMIT)
+    return _truncate(sms, limit)
 
 
 def _length_verdict(analysis: Analysis) -> str:
@@ -835,12 +836,16 @@ def _improvement_text(rules: QuestionRules, analysis: Analysis, name: str) -> st
 
 
 def summarize(
-    rules: QuestionRules, analysis: Analysis, delivery: Delivery | None = None
+    rules: QuestionRules,
+    analysis: Analysis,
+    delivery: Delivery | None = None,
+    sms_limit: int = SMS_LIMIT,
 ) -> Feedback:
     """Feedback for the caller: strengths with quotes, the single most useful advice, the SMS.
 
     `delivery` (from `voice_app.delivery.measure_turns`) adds talk time, pace, pauses and
-    fillers when the recogniser gave word timings.
+    fillers when the recogniser gave word timings. `sms_limit` is the room the text message has
+    (less than a whole text when something, such as the opt-out line, is added after it).
     """
     texts = rules.feedback
     heard = analysis.words_heard > 0
@@ -869,11 +874,11 @@ def summarize(
     else:
         kind, advice = "all_covered", texts.all_covered
     if not heard:
-        sms = _truncate(gsm7_safe(f"{texts.heading} {texts.nothing_heard}"), SMS_LIMIT)
+        sms = _truncate(gsm7_safe(f"{texts.heading} {texts.nothing_heard}"), sms_limit)
     elif kind == "all_covered":
-        sms = _compose_sms(rules, strengths, texts.all_covered)
+        sms = _compose_sms(rules, strengths, texts.all_covered, sms_limit)
     else:
-        sms = _compose_sms(rules, strengths, f"{texts.improve_intro} {advice}")
+        sms = _compose_sms(rules, strengths, f"{texts.improve_intro} {advice}", sms_limit)
 
     full: dict[str, Any] = {
         "question_id": rules.id,

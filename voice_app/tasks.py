@@ -35,7 +35,7 @@ from voice_app.replies import classify, grammar
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
 from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
-from voice_app.texts_out import compose_feedback_text
+from voice_app.texts_out import advice_room, compose_feedback_text
 from voice_app.tts import PromptCache
 from voice_app.worker import DONE, FAILED, Job, JobKind, RetryLater, enqueue
 
@@ -242,6 +242,8 @@ class Tasks:
         """Feedback per question asked; the text carries the advice of the first one answered."""
         per_question: list[dict[str, Any]] = []
         texts: list[tuple[bool, str]] = []
+        # Written to fit beside the opt-out line, so that line never cuts the advice short.
+        room = advice_room(self.sms_max_chars)
         for rules in self.script.questions:
             asked = [t for t in turns if t.question_id == rules.id]
             if not asked:
@@ -249,13 +251,14 @@ class Tasks:
             answers = [t.transcript for t in asked if t.transcript and t.transcript.strip()]
             delivery = measure_turns(t.words for t in asked)
             feedback = interviewer.summarize(
-                rules, interviewer.analyze(rules, answers), delivery=delivery
+                rules, interviewer.analyze(rules, answers), delivery=delivery, sms_limit=room
             )
             per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
             texts.append((bool(answers), feedback.sms))
         if not texts:  # hung up before the first question was asked
             first = self.script.questions[0]
-            texts.append((False, interviewer.summarize(first, interviewer.analyze(first, [])).sms))
+            nothing = interviewer.summarize(first, interviewer.analyze(first, []), sms_limit=room)
+            texts.append((False, nothing.sms))
         answered = [sms for has_answers, sms in texts if has_answers]
         return {"sms": answered[0] if answered else texts[0][1], "questions": per_question}
 

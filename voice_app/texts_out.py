@@ -36,13 +36,19 @@ def segments(text: str) -> int:
     return -(-length // multi)
 
 
-def compose_feedback_text(advice: str, limit: int = 320) -> str:
-    """The text to send: the advice in GSM-7, cut at a word if needed, then the opt-out line.
+def advice_room(limit: int = 320) -> int:
+    """How many characters the feedback itself may use in a text of `limit` characters."""
+    return limit - septets(OPT_OUT) - 1
 
-    `gsm7_safe` keeps to GSM-7's basic table, so every character is one septet.
+
+def compose_feedback_text(advice: str, limit: int = 320) -> str:
+    """The text to send: the advice in GSM-7, then the opt-out line.
+
+    Feedback written for `advice_room(limit)` fits whole; anything longer is cut at a word, as a
+    last resort. `gsm7_safe` keeps to GSM-7's basic table, so every character is one septet.
     """
     advice = " ".join(gsm7_safe(advice).split())
-    room = limit - septets(OPT_OUT) - 1
+    room = advice_room(limit)
     if septets(advice) > room:
         cut = advice[: max(0, room - 3)]
         cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
