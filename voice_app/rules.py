@@ -674,13 +674,20 @@ def check_grammars(grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> list[str]:
     return [str(problem) for problem in problems]
 
 
+def question_texts(rules: QuestionRules) -> list[str]:
+    """Every text the line speaks for one question: its prompt, follow-ups and deeper probes."""
+    texts = [rules.prompt]
+    for dimension in rules.dimensions.values():
+        texts.extend(dimension.follow_ups)
+    texts.extend(rules.deeper_probes)
+    return texts
+
+
 def spoken_texts(bank: QuestionBank, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> list[str]:
     """Every text the line speaks for a bank's questions (prompts, follow-ups, deeper probes)."""
-    texts: list[str] = []
-    for question_id in bank.question_ids:
-        rules = load_question(question_id, grammars_dir)
-        texts.append(rules.prompt)
-        for dimension in rules.dimensions.values():
-            texts.extend(dimension.follow_ups)
-        texts.extend(rules.deeper_probes)
+    texts = [
+        text
+        for question_id in bank.question_ids
+        for text in question_texts(load_question(question_id, grammars_dir))
+    ]
     return list(dict.fromkeys(texts))  # once each, in order of first use

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from voice_app.config import Settings
 from voice_app.errors import RulesError
-from voice_app.rules import QuestionRules, load_bank, load_question
+from voice_app.rules import QuestionRules, load_bank, load_question, question_texts
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,7 @@ class Script:
         """Every text a call may speak, for rendering prompts ahead of time."""
         texts = [self.greeting, *(getattr(self.lines, f.name) for f in fields(Lines))]
         for rules in self.questions:
-            texts.append(rules.prompt)
-            for dimension in rules.dimensions.values():
-                texts.extend(dimension.follow_ups)
-            texts.extend(rules.deeper_probes)
+            texts.extend(question_texts(rules))
         return list(dict.fromkeys(texts))
 
 

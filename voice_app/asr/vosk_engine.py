@@ -210,11 +210,6 @@ class VoskStream:
         self._truncated = False
         self._finished = False
 
-    @property
-    def seconds_fed(self) -> float:
-        """Seconds of audio taken in so far (after any cut)."""
-        return self._fed / self.input_rate
-
     def feed_pcm(self, pcm: bytes) -> None:
         """Feed little-endian 16-bit mono PCM; an odd trailing byte waits for the next chunk."""
         data = self._odd_byte + pcm
