@@ -141,7 +141,7 @@ def test_an_incoming_call_hears_the_question_and_is_recorded_with_room_to_think(
 
 def test_greeting_says_how_audio_is_handled_and_how_to_steer(services: Services) -> None:
     greeting = services.settings.greeting.lower()
-    assert "transcribed" in greeting and "deleted" in greeting
+    assert "transcribed" in greeting and "no audio is kept" in greeting
     assert "pound" in greeting and "star" in greeting
 
 

@@ -94,10 +94,14 @@ def create_app(
     if settings.trust_forwarded:
         # One proxy in front rewrites scheme, host and port; only then are its headers trusted.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    from voice_app.web.stream import sock, socket_options, stream_routes
     from voice_app.web.views import public_routes, twilio_routes
 
     app.register_blueprint(twilio_routes)
     app.register_blueprint(public_routes)
+    app.config["SOCK_SERVER_OPTIONS"] = socket_options()
+    app.register_blueprint(stream_routes)
+    sock.init_app(app)
 
     if start_background:
         start_background_work(app)

@@ -17,8 +17,8 @@ SHIPPED_GRAMMARS_DIR = Path(__file__).resolve().parent.parent / "grammars"
 
 DEFAULT_GREETING = (
     "Welcome to the interview practice line. "
-    "Your answers are recorded and transcribed on our own server, "
-    "and the audio is deleted as soon as it is transcribed. "
+    "Your answers are transcribed on our own server, "
+    "and no audio is kept once it is transcribed. "
     "Press the pound key when you have finished an answer, "
     "or the star key to hear the question again."
 )
@@ -31,6 +31,16 @@ def _parse_bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"expected one of 1/0, true/false, yes/no, on/off, got {raw!r}")
+
+
+MODES = ("record", "live")
+
+
+def _parse_mode(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"expected one of {', '.join(MODES)}, got {raw!r}")
+    return mode
 
 
 def _parse_positive_int(raw: str) -> int:
@@ -179,6 +189,30 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_positive_int,
     ),
     Setting(
+        "mode",
+        "VOICE_APP_MODE",
+        "record",
+        "How calls run: `record` (each answer is recorded, then transcribed while the caller "
+        "holds) or `live` (a Media Stream: transcribed while the caller speaks, the follow-up at "
+        "once). Live mode falls back to record mode if the stream fails.",
+        _parse_mode,
+    ),
+    Setting(
+        "live_end_silence_ms",
+        "VOICE_APP_LIVE_END_SILENCE_MS",
+        "4000",
+        "Live mode: milliseconds of silence after speech that end an answer (the pound key ends "
+        "it at once). Long enough for the thinking pauses of a long answer.",
+        _parse_positive_int,
+    ),
+    Setting(
+        "live_barge_in",
+        "VOICE_APP_LIVE_BARGE_IN",
+        "true",
+        "Live mode: when the caller talks over a prompt, stop the prompt and listen.",
+        _parse_bool,
+    ),
+    Setting(
         "greeting",
         "VOICE_APP_GREETING",
         DEFAULT_GREETING,
@@ -272,6 +306,9 @@ class Settings:
     max_follow_ups: int
     record_silence_timeout: int
     record_max_seconds: int
+    mode: str
+    live_end_silence_ms: int
+    live_barge_in: bool
     greeting: str
     hold_pause_seconds: int
     max_wait_seconds: int

@@ -11,9 +11,13 @@ Twilio, the database or Vosk, so every path is tested with plain values.
 from __future__ import annotations
 
 import random
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from voice_app import interviewer
+from voice_app.rules import QuestionRules
 from voice_app.script import Script
 
 # Stages of a call.
@@ -172,6 +176,67 @@ def start(script: Script, call_sid: str) -> Outcome:
     call = Call(call_sid=call_sid, turns=[turn])
     steps = (Speak(script.greeting), Speak(script.lines.introduction), Speak(turn.prompt))
     return Outcome(call, (*steps, turn.listen()))
+
+
+def start_live(script: Script, call_sid: str) -> Outcome:
+    """A call comes in for live mode: the same first question, the texting question first."""
+    call = start(script, call_sid).call
+    return live_resume(script, call)
+
+
+def live_resume(script: Script, call: Call) -> Outcome:
+    """What a live stream plays when it (re)connects: where the call stands now.
+
+    Live mode asks the texting question before the first question: there is no transcription
+    wait to fill, and the caller's first answer should lead straight to its follow-up.
+    """
+    turn = call.current
+    if call.stage == ENDED or turn is None:
+        return Outcome(call, (HangUp(),))
+    if call.consent is None:
+        return Outcome(call, (Speak(script.greeting), AskConsent(script.lines.consent_live)))
+    if turn.status == ASKED:
+        return Outcome(call, (Speak(turn.prompt), turn.listen()))
+    # A stream that reconnects after an answer was taken: the turn is settled, go on.
+    return _advance(script, call)
+
+
+def on_live_consent(script: Script, call: Call, heard: str) -> Outcome:
+    """Live mode: the texting question was answered by key or speech ("yes", "no", "unclear"),
+    or not at all ("none"); then the first question."""
+    turn = call.current
+    if call.consent is not None or call.stage == ENDED or turn is None:
+        return live_resume(script, call)
+    call.consent = heard == "yes"
+    line = _consent_line(script, heard) if heard != "none" else script.lines.consent_no
+    steps = (Speak(line), Speak(script.lines.introduction), Speak(turn.prompt), turn.listen())
+    return Outcome(call, steps)
+
+
+def on_heard(
+    script: Script,
+    call: Call,
+    turn_number: int,
+    transcript: str,
+    *,
+    hung_up: bool = False,
+) -> Outcome:
+    """Live mode: an answer ended (key, silence or hang-up) and was transcribed as it was spoken."""
+    turn = call.current
+    if (
+        call.stage != INTERVIEW
+        or turn is None
+        or turn.number != turn_number
+        or turn.status != ASKED
+    ):
+        return live_resume(script, call)
+    turn.transcript = transcript
+    turn.status = TRANSCRIBED
+    if hung_up:
+        return _finish(call, "hangup")
+    if not transcript.strip():
+        return _heard_nothing(script, call, turn)
+    return _advance(script, call)
 
 
 def on_consent(
@@ -341,6 +406,34 @@ def _heard_nothing(script: Script, call: Call, turn: Turn) -> Outcome:
     return _advance(script, call, lead=script.lines.moving_on)
 
 
+def analysis_for(rules: QuestionRules, answers: Sequence[str]) -> interviewer.Analysis:
+    """The rubric analysis of one question's answers, remembered for the latest few inputs.
+
+    A pure function's memo: live mode analyses an answer while it is spoken, and the follow-up
+    picked when the answer ends then finds the analysis already made.
+    """
+    key = (id(rules), tuple(answers))
+    with _MEMO_LOCK:
+        found = _MEMO.get(key)
+        if found is not None and found[0] is rules:
+            _MEMO.move_to_end(key)
+            return found[1]
+    analysis = interviewer.analyze(rules, list(answers))
+    with _MEMO_LOCK:
+        # The rules object is kept with its analysis, so a reused id() can never match.
+        _MEMO[key] = (rules, analysis)
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return analysis
+
+
+_MEMO_SIZE = 256
+_MEMO_LOCK = threading.Lock()
+_MEMO: OrderedDict[tuple[int, tuple[str, ...]], tuple[QuestionRules, interviewer.Analysis]] = (
+    OrderedDict()
+)
+
+
 def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     """Ask the next follow-up, or the next question, or close the call."""
     turn = call.current
@@ -353,7 +446,7 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     )
     follow_up = None
     if answers and follow_ups_done < script.max_follow_ups:
-        analysis = interviewer.analyze(rules, answers)
+        analysis = analysis_for(rules, answers)
         probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
         rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)

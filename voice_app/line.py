@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from voice_app import flow
+from voice_app.asr import Transcript
 from voice_app.flow import Call, Outcome, Step, Turn
 from voice_app.script import Script
 from voice_app.store import CallRow, ReplayRow, Store, TurnRow
@@ -126,6 +127,90 @@ class PracticeLine:
         """Twilio reports a change of the call's status."""
         if call_status in FINAL_CALL_STATUSES:
             self._event(call_sid, flow.on_hangup, None)
+
+    # Live mode (a Media Stream): the same flow, driven by the stream instead of webhooks.
+
+    def start_live(self, call_sid: str, from_number: str) -> None:
+        """A call comes in for live mode: store it; its stream asks what to play."""
+
+        def create() -> None:
+            with self.store.transaction() as session:
+                if lock_call(session, call_sid) is not None:
+                    return  # Twilio retried the webhook: the call is stored already
+                outcome = flow.start_live(self.script, call_sid)
+                row = CallRow(
+                    call_sid=call_sid,
+                    from_number=from_number,
+                    bank=self.bank,
+                    stage=outcome.call.stage,
+                    probed=[],
+                )
+                session.add(row)
+                save_call(session, row, outcome.call)
+
+        _with_retries(create)
+
+    def resume(self, call_sid: str) -> tuple[Step, ...]:
+        """What the caller should hear now, in record mode (after a live stream closed)."""
+        return self._event(call_sid, lambda call: flow.current_reply(self.script, call), None)
+
+    def live_resume(self, call_sid: str) -> Outcome | None:
+        """Where a call stands, for a stream that starts; None for a call the line never took."""
+        return self._live(call_sid, lambda call: flow.live_resume(self.script, call))
+
+    def live_consent(self, call_sid: str, heard: str) -> Outcome | None:
+        """The texting question was answered ("yes", "no", "unclear") or not ("none")."""
+        return self._live(call_sid, lambda call: flow.on_live_consent(self.script, call, heard))
+
+    def heard(
+        self, call_sid: str, turn: int, transcript: Transcript, *, hung_up: bool = False
+    ) -> Outcome | None:
+        """An answer ended and was transcribed as it was spoken: store it, and go on."""
+
+        def handle(call: Call) -> Outcome:
+            return flow.on_heard(self.script, call, turn, transcript.text, hung_up=hung_up)
+
+        def keep_transcript(session: Session, outcome: Outcome) -> None:
+            stored = session.scalars(
+                select(TurnRow).where(TurnRow.call_sid == call_sid, TurnRow.number == turn)
+            ).first()
+            if stored is not None and stored.transcript is None:
+                stored.transcript = transcript.text
+                stored.words = [[w.word, w.start, w.end, w.confidence] for w in transcript.words]
+
+        return self._live(call_sid, handle, keep_transcript)
+
+    def repeat(self, call_sid: str, turn: int) -> Outcome | None:
+        """The caller pressed * during an answer: the question again."""
+        return self._live(
+            call_sid,
+            lambda call: flow.on_answer(
+                self.script, call, turn, recording_url=None, digits="*", hung_up=False
+            ),
+        )
+
+    def _live(
+        self,
+        call_sid: str,
+        handle: Callable[[Call], Outcome],
+        also: Callable[[Session, Outcome], None] | None = None,
+    ) -> Outcome | None:
+        def run() -> tuple[Outcome | None, bool]:
+            with self.store.transaction() as session:
+                row = lock_call(session, call_sid)
+                if row is None:
+                    return None, False
+                outcome = handle(load_call(session, row))
+                save_call(session, row, outcome.call)
+                if also is not None:
+                    session.flush()
+                    also(session, outcome)
+                return outcome, self._apply_effects(session, outcome)
+
+        outcome, queued = _with_retries(run)
+        if queued:
+            self._notify()
+        return outcome
 
     def _event(
         self, call_sid: str, handle: Callable[[Call], Outcome], replay_key: str | None

@@ -20,6 +20,7 @@ class Lines:
     """The fixed lines of a call (see grammars/lines.toml for what each is for)."""
 
     consent: str
+    consent_live: str
     consent_yes: str
     consent_no: str
     consent_unclear: str

@@ -4,16 +4,47 @@ The simulator knows what its scripted caller says, so it writes that text into t
 as the recording, in an extra RIFF chunk that WAV readers skip. `ScriptedRecognizer` reads the
 chunk back. This lets the whole app path run on a machine without a speech model, and says
 nothing about how well real recognition works.
+
+Live mode has no file: the simulator sends the words inside the audio frames themselves. A frame
+that starts with `FRAME_MAGIC` carries one or a few words after a length byte, then loud filler so
+that it still counts as speech; `ScriptedStream` collects those words as the frames arrive.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+
+import numpy as np
 
 from voice_app.asr import Transcript, decode_wav
-from voice_app.errors import AudioError
+from voice_app.audio import PHONE_RATE, mulaw_encode
+from voice_app.errors import AudioError, SpeechError
 
 TRANSCRIPT_CHUNK_ID = b"vaTx"
+FRAME_MAGIC = b"vaTw"
+FRAME_BYTES = 160  # 20 ms of 8 kHz mu-law
+_MAX_FRAME_TEXT = FRAME_BYTES - len(FRAME_MAGIC) - 1 - 40  # leave loud filler in every frame
+_LOUD = mulaw_encode(np.array([6000, -6000], dtype=np.int16))
+
+
+def speech_frame(words: str = "") -> bytes:
+    """A 20 ms mu-law frame that sounds like speech and carries `words` (may be empty)."""
+    data = words.encode("utf-8")
+    if len(data) > _MAX_FRAME_TEXT:
+        raise ValueError(f"at most {_MAX_FRAME_TEXT} bytes of words fit in one frame")
+    head = FRAME_MAGIC + bytes([len(data)]) + data if data else b""
+    filler = _LOUD * FRAME_BYTES
+    return head + filler[: FRAME_BYTES - len(head)]
+
+
+def frame_words(frame: bytes) -> str:
+    """The words a `speech_frame` carries ("" for any other frame)."""
+    if not frame.startswith(FRAME_MAGIC) or len(frame) <= len(FRAME_MAGIC):
+        return ""
+    size = frame[len(FRAME_MAGIC)]
+    body = frame[len(FRAME_MAGIC) + 1 : len(FRAME_MAGIC) + 1 + size]
+    return body.decode("utf-8", errors="replace")
 
 
 def _chunks(wav: bytes) -> list[tuple[bytes, bytes]]:
@@ -59,8 +90,54 @@ class ScriptedRecognizer:
 
     name = "scripted"
 
-    def transcribe(self, wav: bytes) -> Transcript:
-        """The embedded text ("" when absent) and the audio's duration; `AudioError` if corrupt."""
+    def transcribe(self, wav: bytes, *, phrases: Sequence[str] | None = None) -> Transcript:
+        """The embedded text ("" when absent) and the audio's duration; `AudioError` if corrupt.
+
+        A phrase list changes nothing: the embedded text is what was said.
+        """
         samples, rate = decode_wav(wav)
         text = read_embedded_transcript(wav) or ""
         return Transcript(text=text, words=(), duration=len(samples) / rate)
+
+    def open_stream(
+        self, sample_rate: int = PHONE_RATE, *, phrases: Sequence[str] | None = None
+    ) -> ScriptedStream:
+        """A live stream that reads the words the simulator put in its frames."""
+        return ScriptedStream(sample_rate)
+
+
+class ScriptedStream:
+    """One live answer: the words carried by `speech_frame`s, in the order they arrived."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._words: list[str] = []
+        self._fed_bytes = 0
+        self._finished = False
+
+    def feed_pcm(self, pcm: bytes) -> None:
+        """PCM carries no words; only counted for the duration."""
+        self._check()
+        self._fed_bytes += len(pcm) // 2
+
+    def feed_mulaw(self, data: bytes) -> None:
+        """Take the words of a scripted frame (other frames are only counted)."""
+        self._check()
+        self._fed_bytes += len(data)
+        words = frame_words(data)
+        if words:
+            self._words.append(words)
+
+    def partial(self) -> str:
+        """The words so far."""
+        return " ".join(self._words)
+
+    def finish(self) -> Transcript:
+        """The whole answer."""
+        self._check()
+        self._finished = True
+        return Transcript(text=self.partial(), duration=self._fed_bytes / self.sample_rate)
+
+    def _check(self) -> None:
+        if self._finished:
+            raise SpeechError("this recognition stream is finished; open a new one")

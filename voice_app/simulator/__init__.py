@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,23 +19,27 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
+import simple_websocket
 from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
 
-from voice_app.asr.scripted import embed_transcript
-from voice_app.audio import PHONE_RATE, to_wav_bytes
+from voice_app.asr.scripted import embed_transcript, speech_frame
+from voice_app.audio import PHONE_RATE, mulaw_encode, read_wav, resample, to_wav_bytes
 from voice_app.config import load_settings
 from voice_app.errors import ConfigError
-from voice_app.simulator.call import (
+from voice_app.simulator.call import CallSimulator, LiveCaller
+from voice_app.simulator.dialog import (
     ANSWER,
     HANGUP,
     KEYS,
     SILENCE,
     CallerStep,
     CallReport,
-    CallSimulator,
     SimulationError,
 )
 from voice_app.simulator.standin import TwilioStandIn, new_sid
+from voice_app.simulator.stream import FRAME_SECONDS, StreamSocket
+from voice_app.tts import MULAW_SILENCE
 
 __all__ = [
     "ANSWER",
@@ -43,6 +48,7 @@ __all__ = [
     "SILENCE",
     "CallReport",
     "CallerStep",
+    "LiveCaller",
     "SimulationError",
     "SimulationOptions",
     "simulate",
@@ -68,6 +74,7 @@ class SimulationOptions:
     app_config: dict[str, Any] = field(default_factory=dict)  # in-process setting overrides
     ask_caller: Callable[[str], str | None] | None = None
     wait_for_text_seconds: float = 30.0
+    live: LiveCaller = field(default_factory=LiveCaller)  # how the caller acts in live mode
 
 
 def simulate(options: SimulationOptions) -> CallReport:
@@ -80,10 +87,15 @@ def simulate(options: SimulationOptions) -> CallReport:
         make_recording = _recording_maker(
             options.perfect_asr, settings.tts_voice, settings.tts_rate
         )
+        make_frames = _frame_maker(options.perfect_asr, settings.tts_voice, settings.tts_rate)
         if options.url:
-            return _simulate_against_server(options, standin, auth_token, make_recording)
+            return _simulate_against_server(
+                options, standin, auth_token, make_recording, make_frames
+            )
         with _in_process_app(options, standin, auth_token) as app:
-            return _simulate_in_process(options, app, standin, auth_token, make_recording)
+            return _simulate_in_process(
+                options, app, standin, auth_token, make_recording, make_frames
+            )
     finally:
         standin.stop()
 
@@ -105,6 +117,34 @@ def _recording_maker(perfect_asr: bool, voice: str, rate: int) -> Callable[[str]
         return synthesize(text, voice=voice, rate=rate)
 
     return spoken
+
+
+def _frame_maker(perfect_asr: bool, voice: str, rate: int) -> Callable[[CallerStep], list[bytes]]:
+    """What the caller sends into a live call's Media Stream for one step, as 20 ms frames."""
+
+    def frames(step: CallerStep) -> list[bytes]:
+        if perfect_asr and not step.path:
+            # Speech-like frames at the speaking rate, the words riding in them for the
+            # scripted recognizer.
+            per_word = max(1, round(1 / (_SPEAKING_RATE * FRAME_SECONDS)))
+            out: list[bytes] = []
+            for word in step.text.split():
+                out.append(speech_frame(word[:40]))
+                out.extend(speech_frame() for _ in range(per_word - 1))
+            return out
+        if step.path:
+            with open(step.path, "rb") as audio_file:
+                samples, source_rate = read_wav(audio_file.read())
+        else:
+            from voice_app.tts import synthesize
+
+            samples, source_rate = read_wav(synthesize(step.text, voice=voice, rate=rate))
+        encoded = mulaw_encode(resample(samples, source_rate, PHONE_RATE))
+        size = int(PHONE_RATE * FRAME_SECONDS)
+        encoded += bytes([MULAW_SILENCE]) * (-len(encoded) % size)
+        return [encoded[i : i + size] for i in range(0, len(encoded), size)]
+
+    return frames
 
 
 @contextmanager
@@ -140,10 +180,28 @@ def _in_process_app(
 
 
 class _FlaskTransport:
-    """Requests to the in-process app through Flask's test client."""
+    """Requests to the in-process app through Flask's test client; its Media Streams through a
+    server on 127.0.0.1 started on first use (Flask's test client speaks no WebSocket)."""
 
     def __init__(self, app: Flask) -> None:
+        self.app = app
         self.client = app.test_client()
+        self._server: BaseWSGIServer | None = None
+
+    def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
+        if self._server is None:
+            self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+            threading.Thread(
+                target=self._server.serve_forever, name="voice-app-sim-server", daemon=True
+            ).start()
+        local = f"ws://127.0.0.1:{self._server.server_port}{_local(url)}"
+        socket: StreamSocket = simple_websocket.Client(local, headers=headers)
+        return socket
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
     def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
         response = self.client.post(_local(url), data=params, headers=headers)
@@ -173,6 +231,10 @@ class _HttpTransport:
         response = self.session.get(url, timeout=15)
         return response.status_code, response.content
 
+    def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
+        socket: StreamSocket = simple_websocket.Client(url, headers=headers)
+        return socket
+
 
 def _simulate_in_process(
     options: SimulationOptions,
@@ -180,6 +242,7 @@ def _simulate_in_process(
     standin: TwilioStandIn,
     auth_token: str,
     make_recording: Callable[[str], bytes],
+    make_frames: Callable[[CallerStep], list[bytes]],
 ) -> CallReport:
     from voice_app.app import get_services
 
@@ -189,8 +252,9 @@ def _simulate_in_process(
         while worker.run_once():
             pass
 
+    transport = _FlaskTransport(app)
     simulator = CallSimulator(
-        transport=_FlaskTransport(app),
+        transport=transport,
         app_url=IN_PROCESS_URL,
         auth_token=auth_token,
         standin=standin,
@@ -201,8 +265,13 @@ def _simulate_in_process(
         consent_says=options.consent_says,
         from_number=options.from_number,
         ask_caller=options.ask_caller,
+        speech_frames=make_frames,
+        live=options.live,
     )
-    report = simulator.run()
+    try:
+        report = simulator.run()
+    finally:
+        transport.close()
     worker.drain(timeout=120)
     report.texts = list(standin.texts)
     report.recordings_kept = standin.recordings_stored()
@@ -214,6 +283,7 @@ def _simulate_against_server(
     standin: TwilioStandIn,
     auth_token: str,
     make_recording: Callable[[str], bytes],
+    make_frames: Callable[[CallerStep], list[bytes]],
 ) -> CallReport:
     if not os.environ.get("TWILIO_AUTH_TOKEN"):
         raise ConfigError(
@@ -232,6 +302,8 @@ def _simulate_against_server(
         consent_says=options.consent_says,
         from_number=options.from_number,
         ask_caller=options.ask_caller,
+        speech_frames=make_frames,
+        live=options.live,
     )
     report = simulator.run()
     if options.consent_key == "1":

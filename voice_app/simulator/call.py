@@ -8,70 +8,33 @@ serves the caller's recordings through the REST stand-in, and sends the status c
 from __future__ import annotations
 
 import io
+import time
 import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import numpy as np
 from twilio.request_validator import RequestValidator
 
 from voice_app.audio import PHONE_RATE, to_wav_bytes
-from voice_app.errors import VoiceAppError
-from voice_app.simulator.standin import SentText, TwilioStandIn, new_sid
+from voice_app.simulator.dialog import (
+    ANSWER,
+    HANGUP,
+    KEYS,
+    SILENCE,
+    CallerStep,
+    CallReport,
+    DialogEvent,
+    SimulationError,
+)
+from voice_app.simulator.standin import TwilioStandIn, new_sid
+from voice_app.simulator.stream import StreamCaller, StreamSocket
 
 # The route whose <Record> asks whether the caller wants a text.
 CONSENT_PATH = "/voice/consent"
-
-# Kinds of caller steps.
-ANSWER = "answer"  # say `text` (or play the WAV at `path`), then press #
-SILENCE = "silence"  # say nothing until the recording times out
-KEYS = "keys"  # press `text` on the keypad instead of answering (e.g. "*" to hear it again)
-HANGUP = "hangup"  # hang up; with `text`, after saying it (mid-answer)
-
-
-@dataclass(frozen=True)
-class CallerStep:
-    """One thing the simulated caller does when the line records an answer."""
-
-    kind: str
-    text: str = ""
-    path: str = ""
-
-
-@dataclass
-class DialogEvent:
-    """One line of the dialog as a listener on the call would report it."""
-
-    speaker: str  # "line" or "caller"
-    text: str
-    kind: str = "speech"  # speech, keys, silence, hold, hangup
-    dimension: str | None = None  # for a follow-up: the rubric dimension it probes
-
-
-@dataclass
-class CallReport:
-    """What happened on a simulated call."""
-
-    call_sid: str
-    dialog: list[DialogEvent] = field(default_factory=list)
-    texts: list[SentText] = field(default_factory=list)
-    webhooks: int = 0
-    recordings_made: int = 0
-    recordings_kept: int = 0  # still stored at Twilio when the report was taken
-
-    def as_json(self) -> dict[str, Any]:
-        """The report as JSON-ready values."""
-        return {
-            "call_sid": self.call_sid,
-            "turns": [asdict(event) for event in self.dialog],
-            "texts": [{"to": t.to, "from": t.from_, "body": t.body} for t in self.texts],
-            "webhooks": self.webhooks,
-            "recordings_made": self.recordings_made,
-            "recordings_kept": self.recordings_kept,
-        }
 
 
 class Transport(Protocol):
@@ -85,9 +48,18 @@ class Transport(Protocol):
         """GET a URL; the status code and body."""
         ...
 
+    def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
+        """Open a WebSocket (a live call's Media Stream)."""
+        ...
 
-class SimulationError(VoiceAppError):
-    """The app answered in a way Twilio would not accept."""
+
+@dataclass(frozen=True)
+class LiveCaller:
+    """How the caller behaves on a live call's Media Stream."""
+
+    end_with: str = "#"  # "#", or "silence": fall silent and let the line decide
+    end_silence_ms: int = 4000  # the line's VOICE_APP_LIVE_END_SILENCE_MS
+    speed: float = 1.0  # 1.0 is real time; 0 sends as fast as the line takes it
 
 
 class CallSimulator:
@@ -109,6 +81,8 @@ class CallSimulator:
         to_number: str = "+15555550199",
         ask_caller: Callable[[str], str | None] | None = None,
         max_webhooks: int = 500,
+        speech_frames: Callable[[CallerStep], list[bytes]] | None = None,
+        live: LiveCaller | None = None,
     ) -> None:
         self.transport = transport
         self.app_url = app_url.rstrip("/")
@@ -133,6 +107,9 @@ class CallSimulator:
             "ApiVersion": "2010-04-01",
         }
         self._hung_up = False
+        self.speech_frames = speech_frames
+        self.live = live or LiveCaller()
+        self._answered_at: float | None = None  # record mode: when an answer was posted
 
     def run(self) -> CallReport:
         """Play the whole call; the report of what was said and texted."""
@@ -167,8 +144,13 @@ class CallSimulator:
             raise SimulationError(f"the app's answer to {url} is not XML: {exc}") from exc
         if root.tag != "Response":
             raise SimulationError(f"the app's answer to {url} is not TwiML (<{root.tag}>)")
+        self._note_reply(root)
         for verb in root:
-            if verb.tag in ("Say", "Play"):
+            if verb.tag == "Connect":
+                self._stream(verb, url)
+                if self._hung_up:
+                    return None, {}
+            elif verb.tag in ("Say", "Play"):
                 self._hear(verb, url)
             elif verb.tag == "Pause":
                 seconds = float(verb.get("length", "1"))
@@ -196,6 +178,53 @@ class CallSimulator:
             else:
                 raise SimulationError(f"unexpected TwiML verb <{verb.tag}> from {url}")
         return None, {}  # Twilio hangs up when a document ends
+
+    def _note_reply(self, root: ET.Element) -> None:
+        """Record mode: the first document that asks for the next answer (or ends) is the reply."""
+        if self._answered_at is None:
+            return
+        for verb in root:
+            action = urlsplit(verb.get("action", "")).path
+            if (verb.tag == "Record" and action != CONSENT_PATH) or verb.tag == "Hangup":
+                self.report.reply_latencies.append(time.perf_counter() - self._answered_at)
+                self._answered_at = None
+                return
+
+    def _stream(self, verb: ET.Element, url: str) -> None:
+        """Live mode: play the Media Stream that `<Connect><Stream>` asks for."""
+        stream = verb.find("Stream")
+        if stream is None or not stream.get("url"):
+            raise SimulationError(f"<Connect> from {url} has no <Stream url=...>")
+        if self.speech_frames is None:
+            raise SimulationError("this simulation cannot speak into a Media Stream")
+        stream_url = str(stream.get("url"))
+        parameters = {
+            str(p.get("name")): str(p.get("value", "")) for p in stream.findall("Parameter")
+        }
+        # Twilio signs the upgrade request's URL, with no parameters.
+        signature = self.validator.compute_signature(stream_url, {})
+        socket = self.transport.open_socket(stream_url, {"X-Twilio-Signature": signature})
+        caller = StreamCaller(
+            socket=socket,
+            report=self.report,
+            account_sid=self.standin.account_sid,
+            parameters=parameters,
+            steps=self.steps,
+            speech_frames=self.speech_frames,
+            caption=lambda key: self._caption(url, key),
+            consent_key=self.consent_key,
+            consent_says=self.consent_says,
+            end_with=self.live.end_with,
+            end_silence_ms=self.live.end_silence_ms,
+            speed=self.live.speed,
+        )
+        caller.run()
+        self.report.clears += caller.clears
+        self._hung_up = caller.hung_up
+
+    def _caption(self, url: str, key: str) -> str:
+        status, caption = self.transport.get(urljoin(url, f"/prompts/{key}.txt"))
+        return caption.decode("utf-8") if status == 200 else f"[prompt {key}]"
 
     def _hear(self, verb: ET.Element, url: str) -> None:
         if verb.tag == "Say":
@@ -261,6 +290,7 @@ class CallSimulator:
             params = self._recording_params(wav, digits="hangup")
             params["CallStatus"] = "completed"
             return action, params
+        self._answered_at = time.perf_counter()
         return action, self._recording_params(wav, digits="#")
 
     def _next_step(self) -> CallerStep:

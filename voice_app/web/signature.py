@@ -32,17 +32,34 @@ def raw_path_and_query(request: Request) -> str:
     return f"{path}?{query}" if query else path
 
 
-def signed_url(request: Request, public_base_url: str) -> str:
-    """The URL Twilio signed: the public base URL (when configured) plus the raw path and query."""
+def signed_url(request: Request, public_base_url: str, *, websocket: bool = False) -> str:
+    """The URL Twilio signed: the public base URL (when configured) plus the raw path and query.
+
+    A WebSocket upgrade (a Media Stream) was requested at the ws(s):// form of that URL.
+    """
     base = public_base_url.rstrip("/") if public_base_url else request.host_url.rstrip("/")
+    if websocket:
+        base = websocket_url(base)
     return base + raw_path_and_query(request)
 
 
-def is_signed_by_twilio(request: Request, auth_token: str, public_base_url: str) -> bool:
+def websocket_url(url: str) -> str:
+    """An http(s) URL in its ws(s) form (https -> wss, http -> ws)."""
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://") :]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://") :]
+    return url
+
+
+def is_signed_by_twilio(
+    request: Request, auth_token: str, public_base_url: str, *, websocket: bool = False
+) -> bool:
     """True when X-Twilio-Signature matches the request's URL and form parameters."""
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
-    params: Any = request.form if request.method == "POST" else {}
+    params: Any = request.form if request.method == "POST" and not websocket else {}
     validator = RequestValidator(auth_token)
-    return bool(validator.validate(signed_url(request, public_base_url), params, signature))
+    url = signed_url(request, public_base_url, websocket=websocket)
+    return bool(validator.validate(url, params, signature))

@@ -75,6 +75,21 @@ def render_steps(steps: Sequence[flow.Step], ctx: TwimlContext) -> Response:
     return Response(str(response), mimetype="text/xml")
 
 
+def render_stream(stream_url: str, call_sid: str, after_url: str) -> Response:
+    """Live mode: connect the call to the app's Media Stream; when the stream ends, ask again.
+
+    `<Connect><Stream>` is the two-way stream (the app plays audio back). Twilio runs the verb
+    after it once the socket closes: the redirect lets the app end the call, or carry it on in
+    record mode if the stream failed.
+    """
+    response = VoiceResponse()
+    connect = response.connect()
+    stream = connect.stream(url=stream_url)
+    stream.parameter(name="call_sid", value=call_sid)
+    response.redirect(after_url, method="POST")
+    return Response(str(response), mimetype="text/xml")
+
+
 def empty_response() -> Response:
     """An empty TwiML document (for callbacks whose answer Twilio ignores)."""
     return Response(str(VoiceResponse()), mimetype="text/xml")

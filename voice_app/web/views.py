@@ -14,8 +14,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from voice_app import flow
 from voice_app.services import Services
-from voice_app.web.signature import is_signed_by_twilio, raw_path_and_query
-from voice_app.web.twiml import SAY_LANGUAGE, empty_response, render_steps
+from voice_app.web.signature import is_signed_by_twilio, raw_path_and_query, websocket_url
+from voice_app.web.stream import STREAM_PATH
+from voice_app.web.twiml import SAY_LANGUAGE, empty_response, render_steps, render_stream
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,27 @@ def _twiml(steps: tuple[flow.Step, ...]) -> Response:
 
 @twilio_routes.post("/voice/incoming")
 def incoming_call() -> Response:
-    """A call comes in: greeting and consent question."""
-    steps = _services().line.incoming(
-        _field("CallSid"), request.form.get("From", ""), replay_key=_replay_key()
+    """A call comes in: greeting and consent question (live mode: the Media Stream instead)."""
+    services = _services()
+    call_sid = _field("CallSid")
+    if services.settings.mode == "live":
+        services.line.start_live(call_sid, request.form.get("From", ""))
+        base = services.settings.public_base_url.rstrip("/") or request.host_url.rstrip("/")
+        return render_stream(
+            websocket_url(base + STREAM_PATH),
+            call_sid,
+            services.public_url("/voice/stream-ended"),
+        )
+    steps = services.line.incoming(
+        call_sid, request.form.get("From", ""), replay_key=_replay_key()
     )
+    return _twiml(steps)
+
+
+@twilio_routes.post("/voice/stream-ended")
+def stream_ended() -> Response:
+    """Live mode's stream closed: hang up a finished call; otherwise go on in record mode."""
+    steps = _services().line.resume(_field("CallSid"))
     return _twiml(steps)
 
 
