@@ -20,10 +20,11 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+import simple_websocket
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER
-from voice_app.simulator import ANSWER, CallerStep, SimulationOptions, simulate
+from voice_app.simulator import ANSWER, CallerStep, LiveCaller, SimulationOptions, simulate
 
 VOICE_APP = str(Path(sys.executable).with_name("voice-app"))
 QUESTION = "What do you consider to be the most important accomplishment in your career to date?"
@@ -306,3 +307,56 @@ def test_a_whole_call_over_http_ends_with_one_text_to_the_caller(
     assert any(event.dimension for event in line), call_server.log()
     assert len(report.texts) == 1, call_server.log()
     assert report.texts[0].to == CALLER
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    request: pytest.FixtureRequest, servers_dir: Path, standin_port: int
+) -> Iterator[Server]:
+    """The production server in live mode, texting through the simulator's REST stand-in."""
+    data = servers_dir / "live"
+    data.mkdir()
+    server = start_server(
+        data, free_port(),
+        TWILIO_API_BASE_URL=f"http://127.0.0.1:{standin_port}",
+        TWILIO_PHONE_NUMBER="+15005550006",
+        VOICE_APP_MODE="live",
+        VOICE_APP_WORKERS="2",
+    )
+    yield from running(request, server)
+
+
+def test_a_live_call_through_gunicorn_streams_both_ways_and_ends_with_one_text(
+    live_server: Server, standin_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+
+    report = simulate(SimulationOptions(
+        steps=[
+            CallerStep(ANSWER, "i rebuilt the night shift rota and cut overtime by thirty percent"),
+            CallerStep(ANSWER, "i interviewed every nurse on nights myself"),
+            CallerStep(ANSWER, "next time i would ask the team earlier"),
+        ],
+        perfect_asr=True,
+        from_number=CALLER,
+        url=live_server.url,
+        standin_port=standin_port,
+        live=LiveCaller(speed=20),
+    ))
+
+    line = [event.text for event in report.dialog if event.speaker == "line"]
+    assert QUESTION in line, live_server.log()
+    assert len(report.reply_latencies) == 3, live_server.log()
+    assert len(report.texts) == 1, live_server.log()
+    assert report.recordings_made == 0  # live mode records nothing
+
+
+def test_a_live_stream_with_a_bad_signature_is_closed_with_1008(live_server: Server) -> None:
+    stream_url = live_server.url.replace("http://", "ws://") + "/voice/stream"
+    signature = RequestValidator("not-the-token").compute_signature(stream_url, {})
+    client = simple_websocket.Client(stream_url, headers={"X-Twilio-Signature": signature})
+    client.send('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+    with pytest.raises(simple_websocket.ConnectionClosed) as closed:
+        client.receive(timeout=10)
+    assert closed.value.reason == 1008

@@ -59,7 +59,7 @@ class LiveCaller:
 
     end_with: str = "#"  # "#", or "silence": fall silent and let the line decide
     end_silence_ms: int = 4000  # the line's VOICE_APP_LIVE_END_SILENCE_MS
-    speed: float = 1.0  # 1.0 is real time; 0 sends as fast as the line takes it
+    speed: float = 1.0  # 1.0 is real time; 20.0 plays the call twenty times faster
 
 
 class CallSimulator:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import simple_websocket
+
 from voice_app.audio import mulaw_decode
 from voice_app.live import endpoint
 from voice_app.simulator.dialog import (
@@ -82,7 +84,7 @@ class StreamCaller:
     consent_says: str | None = None
     end_with: str = "#"  # or "silence"
     end_silence_ms: int = 4000
-    speed: float = 1.0  # 1.0 is real time; 10.0 plays the call ten times faster
+    speed: float = 1.0  # 1.0 is real time; 10.0 plays the call ten times faster (must be > 0)
     max_call_seconds: float = 1800.0
     stream_sid: str = field(default_factory=lambda: new_sid("MZ"))
     clears: int = 0
@@ -100,6 +102,8 @@ class StreamCaller:
 
     def run(self) -> None:
         """Play the stream until the line closes it (or the caller hangs up)."""
+        if self.speed <= 0:
+            raise SimulationError("the stream's speed must be above 0 (1.0 is real time)")
         self._started = time.perf_counter()
         self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         self._send(
@@ -118,19 +122,21 @@ class StreamCaller:
         )
         ticks = 0
         while True:
-            if not self._take_messages():
-                return  # the line closed the stream
-            self._play_one_frame()
-            if not self._say_one_frame():
-                return  # the caller hung up
+            try:
+                if not self._take_messages():
+                    return  # the line closed the stream
+                self._play_one_frame()
+                if not self._say_one_frame():
+                    return  # the caller hung up
+            except (simple_websocket.ConnectionClosed, OSError):
+                return  # the line closed the stream (or its socket) while we were sending
             ticks += 1
             if ticks * FRAME_SECONDS > self.max_call_seconds:
                 raise SimulationError(f"the stream ran past {self.max_call_seconds:g} s of audio")
-            if self.speed > 0:
-                due = self._started + ticks * FRAME_SECONDS / self.speed
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+            due = self._started + ticks * FRAME_SECONDS / self.speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
 
     def _now(self) -> float:
         return time.perf_counter() - self._started
@@ -145,7 +151,7 @@ class StreamCaller:
         while True:
             try:
                 raw = self.socket.receive(timeout=0)
-            except Exception:  # simple-websocket raises ConnectionClosed when the line closes
+            except simple_websocket.ConnectionClosed:
                 return False
             if raw is None:
                 return True

@@ -78,6 +78,9 @@ def media_stream(ws: Any) -> None:
         request, settings.twilio_auth_token, settings.public_base_url, websocket=True
     ):
         log.warning("1008: bad or missing X-Twilio-Signature on the media stream upgrade")
+        # Twilio speaks first (`connected`); closing after that message, rather than in the same
+        # instant as the handshake, lets every client read the close code.
+        ws.receive(timeout=2)
         ws.close(POLICY_VIOLATION, "bad signature")
         return
     call = new_live_call(services, _prompt_audio(services))
