@@ -306,3 +306,15 @@ def test_the_closing_plays_then_the_stream_ends(live: LiveCall, services: Servic
     assert live.ended
     resumed = services.line.live_resume(CALL)
     assert resumed is not None and resumed.call.stage == flow.ENDED
+
+
+def test_a_step_only_record_mode_can_play_hands_the_call_to_record_mode(
+    live: LiveCall, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twilio = begin(live, services)
+    holding = flow.Outcome(flow.Call(CALL), (flow.Hold(0, 1),))
+    monkeypatch.setattr(services.line, "heard", lambda *args, **kwargs: holding)
+    twilio.speak(STRONG_START)
+    with pytest.raises(Refused) as refused:
+        twilio.key("#")
+    assert refused.value.code == 1000  # closed normally: Twilio's <Redirect> carries the call on

@@ -120,6 +120,26 @@ def main() -> None:
     help="Port of the local Twilio REST stand-in (with --url: the port the server's "
     "TWILIO_API_BASE_URL names).",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Live mode (VOICE_APP_MODE=live): the call runs over a Media Stream, answers are "
+    "streamed as 20 ms audio frames. With --url the server's own mode decides.",
+)
+@click.option(
+    "--speed",
+    default=1.0,
+    type=click.FloatRange(min=0.1),
+    show_default=True,
+    help="Live mode: how many times faster than real time the stream plays.",
+)
+@click.option(
+    "--end-with",
+    type=click.Choice(["#", "silence"]),
+    default="#",
+    show_default=True,
+    help="Live mode: how the caller ends an answer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the call as JSON.")
 @click.pass_context
 def simulate(
@@ -131,15 +151,19 @@ def simulate(
     from_number: str,
     url: str | None,
     standin_port: int,
+    live: bool,
+    speed: float,
+    end_with: str,
     as_json: bool,
     **_steps: Any,
 ) -> None:
     """Run a whole practice call locally: this plays Twilio and the caller.
 
     Answers come from --answer/--answer-file/--silence/--keys/--hangup/--hangup-mid in the order
-    given; when they run out the caller types at a prompt (on a terminal) or stays silent.
+    given; when they run out the caller types at a prompt (on a terminal) or stays silent. A
+    live call cannot pause its stream for typing: give every answer on the command line.
     """
-    from voice_app.simulator import CallerStep, SimulationOptions, simulate
+    from voice_app.simulator import CallerStep, LiveCaller, SimulationOptions, simulate
 
     kinds = {
         "answer": "answer",
@@ -166,8 +190,16 @@ def simulate(
         url=url,
         standin_port=standin_port,
         # The dialog is the output; the app's routine log lines would bury it.
-        app_config={"log_level": os.environ.get("VOICE_APP_LOG_LEVEL", "WARNING")},
+        app_config={
+            "log_level": os.environ.get("VOICE_APP_LOG_LEVEL", "WARNING"),
+            **({"mode": "live"} if live else {}),
+        },
         ask_caller=_ask_on_terminal if sys.stdin.isatty() and not as_json else None,
+        live=LiveCaller(
+            end_with=end_with,
+            end_silence_ms=int(os.environ.get("VOICE_APP_LIVE_END_SILENCE_MS", "4000")),
+            speed=speed,
+        ),
     )
     try:
         report = simulate(options)
@@ -181,6 +213,8 @@ def simulate(
         text = f"[presses {event.text}]" if event.kind == "keys" else event.text
         if event.dimension:
             text = f"[probes {event.dimension}] {text}"
+        if event.at is not None:
+            text = f"({event.at:5.1f} s) {text}"
         click.echo(
             textwrap.fill(text, 96, initial_indent=f"{who:<7}| ", subsequent_indent=" " * 7 + "| ")
         )
@@ -188,6 +222,9 @@ def simulate(
         click.echo("\n(no text message was sent)")
     for sent in report.texts:
         click.echo(f"\nTEXT to {sent.to}:\n{textwrap.fill(sent.body, 96)}")
+    if report.reply_latencies:
+        waits = ", ".join(f"{seconds * 1000:.0f} ms" for seconds in report.reply_latencies)
+        click.echo(f"\n(from the end of each answer to the line's reply: {waits})")
 
 
 def _ask_on_terminal(prompt: str) -> str | None:

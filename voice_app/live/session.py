@@ -31,6 +31,7 @@ from voice_app.script import Script
 log = logging.getLogger(__name__)
 
 # WebSocket close codes.
+NORMAL_CLOSURE = 1000
 POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
 
@@ -247,6 +248,11 @@ class LiveCall:
                 self._after_playback = step
             elif isinstance(step, flow.HangUp):
                 self._after_playback = step
+            else:
+                # Holding belongs to record mode; a live call never waits for a job. Hand the
+                # call to record mode (Twilio's <Redirect>) rather than leave the caller in
+                # silence.
+                raise Refused(NORMAL_CLOSURE, f"a record-mode step in a live call: {step}")
         if not self._pending:
             self._send_mark("end", "")
 

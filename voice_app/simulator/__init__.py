@@ -48,9 +48,11 @@ __all__ = [
     "SILENCE",
     "CallReport",
     "CallerStep",
+    "HttpTransport",
     "LiveCaller",
     "SimulationError",
     "SimulationOptions",
+    "caller_frames",
     "simulate",
 ]
 
@@ -87,7 +89,7 @@ def simulate(options: SimulationOptions) -> CallReport:
         make_recording = _recording_maker(
             options.perfect_asr, settings.tts_voice, settings.tts_rate
         )
-        make_frames = _frame_maker(options.perfect_asr, settings.tts_voice, settings.tts_rate)
+        make_frames = caller_frames(options.perfect_asr, settings.tts_voice, settings.tts_rate)
         if options.url:
             return _simulate_against_server(
                 options, standin, auth_token, make_recording, make_frames
@@ -119,7 +121,7 @@ def _recording_maker(perfect_asr: bool, voice: str, rate: int) -> Callable[[str]
     return spoken
 
 
-def _frame_maker(perfect_asr: bool, voice: str, rate: int) -> Callable[[CallerStep], list[bytes]]:
+def caller_frames(perfect_asr: bool, voice: str, rate: int) -> Callable[[CallerStep], list[bytes]]:
     """What the caller sends into a live call's Media Stream for one step, as 20 ms frames."""
 
     def frames(step: CallerStep) -> list[bytes]:
@@ -217,18 +219,21 @@ def _local(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-class _HttpTransport:
-    """Requests to a running server over HTTP."""
+class HttpTransport:
+    """Requests to a running server over HTTP, its Media Streams over WebSocket.
 
-    def __init__(self) -> None:
-        self.session = requests.Session()
+    Each webhook opens its own connection, as Twilio's do: a kept-alive connection that sat idle
+    through a <Pause> as long as the server's keep-alive timeout races the server closing it.
+    """
 
     def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
-        response = self.session.post(url, data=params, headers=headers, timeout=15)
+        response = requests.post(
+            url, data=params, headers={**headers, "Connection": "close"}, timeout=15
+        )
         return response.status_code, response.text
 
     def get(self, url: str) -> tuple[int, bytes]:
-        response = self.session.get(url, timeout=15)
+        response = requests.get(url, headers={"Connection": "close"}, timeout=15)
         return response.status_code, response.content
 
     def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
@@ -291,7 +296,7 @@ def _simulate_against_server(
             "simulator can sign its webhooks and the server can fetch recordings from it."
         )
     simulator = CallSimulator(
-        transport=_HttpTransport(),
+        transport=HttpTransport(),
         app_url=str(options.url),
         auth_token=auth_token,
         standin=standin,

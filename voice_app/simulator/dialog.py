@@ -34,7 +34,7 @@ class DialogEvent:
     text: str
     kind: str = "speech"  # speech, keys, silence, hold, hangup
     dimension: str | None = None  # for a follow-up: the rubric dimension it probes
-    at: float | None = None  # live mode: seconds into the stream when it started
+    at: float | None = None  # live mode: seconds into the stream (audio time) when it started
 
 
 @dataclass

@@ -99,6 +99,7 @@ class StreamCaller:
     _heard_frames: int = 0
     _sequence: int = 0
     _started: float = 0.0
+    _ticks: int = 0
 
     def run(self) -> None:
         """Play the stream until the line closes it (or the caller hangs up)."""
@@ -120,7 +121,6 @@ class StreamCaller:
                 "streamSid": self.stream_sid,
             }
         )
-        ticks = 0
         while True:
             try:
                 if not self._take_messages():
@@ -130,16 +130,17 @@ class StreamCaller:
                     return  # the caller hung up
             except (simple_websocket.ConnectionClosed, OSError):
                 return  # the line closed the stream (or its socket) while we were sending
-            ticks += 1
-            if ticks * FRAME_SECONDS > self.max_call_seconds:
+            self._ticks += 1
+            if self._now() > self.max_call_seconds:
                 raise SimulationError(f"the stream ran past {self.max_call_seconds:g} s of audio")
-            due = self._started + ticks * FRAME_SECONDS / self.speed
+            due = self._started + self._ticks * FRAME_SECONDS / self.speed
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
 
     def _now(self) -> float:
-        return time.perf_counter() - self._started
+        """Seconds of stream (audio time) so far, whatever the speed."""
+        return self._ticks * FRAME_SECONDS
 
     def _send(self, message: dict[str, object]) -> None:
         self._sequence += 1

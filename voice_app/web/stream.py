@@ -17,7 +17,13 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from voice_app.live.protocol import MAX_MESSAGE_BYTES
-from voice_app.live.session import POLICY_VIOLATION, LiveCall, LiveSettings, Refused
+from voice_app.live.session import (
+    NORMAL_CLOSURE,
+    POLICY_VIOLATION,
+    LiveCall,
+    LiveSettings,
+    Refused,
+)
 from voice_app.live.sound import CachedPromptAudio
 from voice_app.services import Services
 from voice_app.web.signature import is_signed_by_twilio
@@ -94,7 +100,8 @@ def media_stream(ws: Any) -> None:
             for out in call.receive(message):
                 ws.send(out)
     except Refused as exc:
-        log.warning("live stream refused (%d): %s", exc.code, exc.reason)
+        log.warning("live stream closed (%d): %s", exc.code, exc.reason)
+        settle = exc.code != NORMAL_CLOSURE  # a hand-over to record mode keeps the call going
         ws.close(exc.code, exc.reason)
         return
     except ConnectionClosed:
