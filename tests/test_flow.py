@@ -298,3 +298,48 @@ def test_holding_is_recognised_as_changing_nothing(script: Script) -> None:
     last_attempt = -(-script.max_wait_seconds // script.hold_seconds)
     call.turns[0].status = flow.RECORDED
     assert not flow.only_holding(script, call, 0, last_attempt)  # waited long enough
+
+
+# Live mode: the same state, driven by a stream.
+
+
+def test_live_mode_asks_about_texts_before_the_question(script: Script) -> None:
+    outcome = flow.start_live(script, "CA1")
+    assert spoken(outcome) == [script.greeting, script.lines.consent_live]
+    assert isinstance(outcome.reply[-1], AskConsent)
+    outcome = flow.on_live_consent(script, outcome.call, "unclear")
+    assert outcome.call.consent is False
+    assert spoken(outcome) == [
+        script.lines.consent_unclear,
+        script.lines.introduction,
+        script.questions[0].prompt,
+    ]
+    assert outcome.reply[-1] == Listen(0)
+
+
+def test_a_heard_answer_leads_straight_to_a_follow_up_with_no_holding(script: Script) -> None:
+    call = flow.on_live_consent(script, flow.start_live(script, "CA1").call, "yes").call
+    outcome = flow.on_heard(script, call, 0, WEAK_ANSWER)
+    assert not any(isinstance(step, Hold) for step in outcome.reply)
+    listen = outcome.reply[-1]
+    assert isinstance(listen, Listen) and listen.turn == 1 and listen.probe is not None
+    assert call.turns[0].transcript == WEAK_ANSWER
+    # The same answer again (a retry) changes nothing.
+    again = flow.on_heard(script, call, 0, WEAK_ANSWER)
+    assert len(again.call.turns) == 2
+
+
+def test_a_hang_up_mid_answer_keeps_the_words_and_finishes(script: Script) -> None:
+    call = flow.on_live_consent(script, flow.start_live(script, "CA1").call, "yes").call
+    outcome = flow.on_heard(script, call, 0, WEAK_ANSWER, hung_up=True)
+    assert outcome.effects == (flow.FinishCall("hangup"),)
+    assert call.stage == flow.ENDED and call.turns[0].transcript == WEAK_ANSWER
+
+
+def test_the_analysis_made_while_an_answer_is_spoken_is_reused(
+    script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = script.questions[0]
+    first = flow.analysis_for(rules, [WEAK_ANSWER])
+    monkeypatch.setattr(flow.interviewer, "analyze", lambda *_: pytest.fail("analysed again"))
+    assert flow.analysis_for(rules, [WEAK_ANSWER]) is first

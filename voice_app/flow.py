@@ -4,8 +4,13 @@ Stages: interview (question, answer, holding, follow-ups, and once, while the fi
 transcribed, the question whether to text the feedback) -> ended. Each webhook is an event
 (`start`, `on_consent`, `on_answer`, `on_wait`, `on_hangup`) that updates the call's state in place
 and returns an `Outcome`: what the caller hears next (`reply`, a tuple of steps the web layer
-turns into TwiML) and what must happen in the background (`effects`). Nothing here knows Flask,
-Twilio, the database or Vosk, so every path is tested with plain values.
+turns into TwiML) and what must happen in the background (`effects`).
+
+Live mode (a Media Stream) drives the same state with its own events: `start_live` and
+`live_resume` (what to play when the stream starts), `on_live_consent` (the texting question,
+asked first), and `on_heard` (an answer that was transcribed as it was spoken, so no holding).
+
+Nothing here knows Flask, Twilio, the database or Vosk, so every path is tested with plain values.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ class _Listening:
     turn: int
     stream: RecognitionStream
     clock: endpoint.TurnClock
+    started: float = 0.0  # wall clock when listening began
     analysed: str = ""
 
 
@@ -85,6 +86,10 @@ class TurnTiming:
     turn: int
     reason: str  # "#", or an `endpoint` reason
     audio_ms: int
+    # How far the line was behind the caller's audio when the answer ended: the wall time it
+    # took to take in the answer, less the answer's length (0 for a line that keeps up; only
+    # meaningful when audio arrives in real time, as on a call).
+    behind_seconds: float = 0.0
     seconds_to_reply: float = 0.0
 
 
@@ -268,8 +273,20 @@ class LiveCall:
 
     def _send_audio(self, frames: list[bytes]) -> None:
         if frames and self._reply_clock is not None:
-            self.timings[-1].seconds_to_reply = self.clock() - self._reply_clock
+            timing = self.timings[-1]
+            timing.seconds_to_reply = self.clock() - self._reply_clock
             self._reply_clock = None
+            # scripts/bench_latency.py reads these figures from the log.
+            log.info(
+                "live call %s: answer %d ended (%s) after %.2f s of audio, %.0f ms behind it; "
+                "reply audio in %.1f ms",
+                self.call_sid,
+                timing.turn,
+                timing.reason,
+                timing.audio_ms / 1000,
+                timing.behind_seconds * 1000,
+                timing.seconds_to_reply * 1000,
+            )
         self._out.extend(protocol.media_message(self.stream_sid, frame) for frame in frames)
 
     def _playback_done(self, lead_in: Sequence[bytes] = ()) -> None:
@@ -321,7 +338,7 @@ class LiveCall:
                 no_speech_ms=self.settings.no_speech_ms,
                 max_ms=self.settings.max_answer_ms,
             )
-        self._listening = _Listening(purpose, turn, stream, clock)
+        self._listening = _Listening(purpose, turn, stream, clock, started=self.clock())
         # The words that talked over the prompt belong to the answer.
         for audio in lead_in:
             if self._listening is not None:
@@ -351,15 +368,10 @@ class LiveCall:
                 heard = classify(transcript.text, self.reply_phrases) or "unclear"
             self._settle_consent(heard)
             return
-        self.timings.append(TurnTiming(listening.turn, why, listening.clock.heard_ms))
+        audio = listening.clock.heard_ms / 1000
+        behind = max(0.0, decided - listening.started - audio)
+        self.timings.append(TurnTiming(listening.turn, why, listening.clock.heard_ms, behind))
         self._reply_clock = decided
-        log.info(
-            "live call %s: answer %d ended (%s) after %.1f s",
-            self.call_sid,
-            listening.turn,
-            why,
-            listening.clock.heard_ms / 1000,
-        )
         self._reply(self.line.heard(self.call_sid, listening.turn, transcript))
 
     def _settle_consent(self, heard: str) -> None:
