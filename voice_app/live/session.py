@@ -122,6 +122,9 @@ class LiveCall:
     _recent: deque[bytes] = field(default_factory=lambda: deque(maxlen=LEAD_IN_FRAMES))
     _out: list[str] = field(default_factory=list)
     _reply_clock: float | None = None
+    # Finished recognizers, let go on the next audio frame: freeing a Vosk recognizer takes
+    # about 0.1 s, which must not stand between an answer's end and the reply.
+    _spent: list[RecognitionStream] = field(default_factory=list)
 
     def receive(self, message: str | bytes) -> list[str]:
         """Handle one message from Twilio; returns the messages to send back, in order."""
@@ -191,6 +194,7 @@ class LiveCall:
         self._play(outcome)
 
     def _media(self, audio: bytes) -> None:
+        self._spent.clear()
         listening = self._listening
         if listening is None:
             self._recent.append(audio)
@@ -220,6 +224,7 @@ class LiveCall:
             self._end_listening("#")
         elif digit == "*":
             self._listening = None
+            self._spent.append(listening.stream)
             self._reply(self.line.repeat(self.call_sid, listening.turn))
 
     def _mark(self, name: str) -> None:
@@ -361,6 +366,7 @@ class LiveCall:
         assert listening is not None
         decided = self.clock()
         transcript = listening.stream.finish()
+        self._spent.append(listening.stream)
         if listening.purpose == CONSENT:
             if why == endpoint.NOTHING or transcript.is_empty:
                 heard = "none"
@@ -378,6 +384,7 @@ class LiveCall:
         listening, self._listening = self._listening, None
         if listening is not None:
             listening.stream.finish()
+            self._spent.append(listening.stream)
         self._reply(self.line.live_consent(self.call_sid, heard))
 
     def _reply(self, outcome: flow.Outcome | None) -> None:
