@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 from typing import Any
 
@@ -318,3 +319,38 @@ def test_a_step_only_record_mode_can_play_hands_the_call_to_record_mode(
     with pytest.raises(Refused) as refused:
         twilio.key("#")
     assert refused.value.code == 1000  # closed normally: Twilio's <Redirect> carries the call on
+
+
+def test_real_vosk_hears_a_streamed_answer_as_it_hears_the_whole_file(
+    app_config: dict[str, Any], recordings: Any, texts: Any
+) -> None:
+    """The Korean model (the only one a registry carries) on the live path, frame by frame."""
+    from tests.audio_fixtures import korean_recognizer, korean_speech_samples
+    from voice_app.app import create_app, get_services
+    from voice_app.audio import PHONE_RATE, mulaw_decode, mulaw_encode, to_wav_bytes
+
+    engine = korean_recognizer()
+    app = create_app(
+        {**app_config, "mode": "live"}, recognizer=engine, recordings=recordings, text_sender=texts
+    )
+    services = get_services(app)
+    try:
+        services.prompts.render_all(services.script.spoken_texts())
+        services.line.start_live(CALL, "+15555550100")
+        live = new_live_call(services, CachedPromptAudio(services.prompts))
+        twilio = begin(live, services)
+        sentence = "저는 작년에 우리 팀의 새로운 일정 관리 시스템을 만들었습니다"
+        speech = korean_speech_samples(sentence)
+        audio = mulaw_encode(speech)
+        for start in range(0, len(audio) - 160, 160):
+            twilio.send(media(audio[start : start + 160]))
+        twilio.key("#")
+        streamed = turns(services)[0].transcript or ""
+        # The same phone-quality signal, decoded from mu-law, as one file.
+        whole = engine.transcribe(to_wav_bytes(mulaw_decode(audio), PHONE_RATE)).text
+        assert streamed.strip()
+        # SAME_SPEECH of tests/test_asr.py: what the same speech transcribed twice reaches.
+        assert difflib.SequenceMatcher(a=streamed, b=whole).ratio() > 0.6, (streamed, whole)
+        assert twilio.play_all()  # and the line went on to a follow-up
+    finally:
+        services.store.dispose()
