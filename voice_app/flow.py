@@ -353,7 +353,7 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     )
     follow_up = None
     if answers and follow_ups_done < script.max_follow_ups:
-        analysis = interviewer.analyze(rules, answers)
+        analysis = interviewer.analyze(rules, answers, script.encoder)
         probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
         rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)
