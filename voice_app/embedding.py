@@ -60,6 +60,20 @@ def packaged_model_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+@functools.cache
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS on one thread in this process (once, before the first encode).
+
+    The encoder's matrices are small: split over two cores, OpenBLAS spent more time handing work
+    between its threads than computing (erratic, up to four times slower; see
+    benchmarks/semantic.md). A server analyses answers in several worker threads at once, which
+    is where the cores are better used. Nothing else in the app does BLAS work.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _gelu(x: Vectors) -> Vectors:
     # BERT's "gelu" is the exact form with erf; numpy has no erf, so use the standard
     # Abramowitz-Stegun 7.1.26 approximation (max error 1.5e-7), far below float32 noise here.
@@ -139,6 +153,7 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Unit-length sentence vectors, one row per text."""
+        _one_blas_thread()
         rows = [self._encode_batch(texts[i : i + _BATCH]) for i in range(0, len(texts), _BATCH)]
         if not rows:
             return np.zeros(
