@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     # Only for annotations: rules.py imports this module at run time (it validates keywords with
     # the same normalisation the matcher uses), so a run-time import here would be circular.
     from voice_app.delivery import Delivery
-    from voice_app.embedding import Encoder
+    from voice_app.embedding import Encoder, Vectors
     from voice_app.rules import Dimension, Jargon, QuestionRules
 
 SMS_LIMIT = 320
@@ -161,6 +161,7 @@ _DANGLING_WORDS = frozenset(
     }
 )
 _EVIDENCE_MAX_CHARS = 70
+_MIN_QUOTE_WORDS = 4  # a half window shorter than this is no quote: the whole window is used
 
 # Phrases that, said right after an acronym or a jargon word, start its explanation.
 _EXPLAINING_CUES = (
@@ -752,9 +753,22 @@ def _vetoed(dimension: Dimension, answer: _Answer) -> set[int]:
     }
 
 
-def _window_quote(answer: _Answer, start: int, end: int) -> str:
+def _window_quote(
+    answer: _Answer, start: int, end: int, stride: int, examples: Vectors, encoder: Encoder
+) -> str:
+    """The caller's words in a window that matched examples: the closer half of a long window.
+
+    A whole 20-word window is too long to quote in a text message; its two halves (each at
+    least a short phrase) are compared with the examples and the closer one is quoted.
+    """
+    if end - start >= stride + _MIN_QUOTE_WORDS:
+        halves = [(start, start + stride), (start + stride, end)]
+        vectors = encoder.encode([answer.joined_range(a, b) for a, b in halves])
+        closeness = (vectors @ examples.T).max(axis=1)
+        start, end = halves[int(closeness.argmax())]
     raw = sorted({token.raw for token in answer.tokens[start:end]})
-    return _truncate(" ".join(answer.raw_words[i] for i in raw).strip(_QUOTE_EDGES), 70)
+    text = " ".join(answer.raw_words[i] for i in raw).strip(_QUOTE_EDGES)
+    return _truncate(text, _EVIDENCE_MAX_CHARS)
 
 
 def _semantic_results(
@@ -796,7 +810,8 @@ def _semantic_results(
             out[dimension.name] = DimensionResult(True, result.evidence, similarity=score)
         elif score >= dimension.min_similarity:
             n, start, end = spans[best]
-            quote = _window_quote(answers[n], start, end)
+            mine = vectors[len(texts) + column - len(dimension.examples) : len(texts) + column]
+            quote = _window_quote(answers[n], start, end, rules.semantic.stride, mine, encoder)
             out[dimension.name] = DimensionResult(True, (quote,), similarity=score)
         else:
             near = score >= dimension.min_similarity - rules.semantic.hint_margin

@@ -508,11 +508,6 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
 
     dimensions: dict[str, Dimension] = {}
     for name, table in checker.table(data, "dimensions").items():
-        similarity = (
-            checker.fraction(table, "min_similarity", f"dimensions.{name}", low=0.0, high=1.0)
-            if isinstance(table, dict)
-            else None
-        )
         where = f"dimensions.{name}"
         if not _DIMENSION_NAME.fullmatch(name):
             # Names double as follow-up markers and feedback keys: keep them plain.
@@ -521,6 +516,7 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
             checker.problem(where, f"should be a table [{where}], found {_kind(table)}")
             continue
         checker.unknown_keys(table, _DIMENSION_KEYS, where)
+        similarity = checker.fraction(table, "min_similarity", where, low=0.0, high=1.0)
         dimensions[name] = Dimension(
             name=name,
             label=checker.text(table, "label", where),
