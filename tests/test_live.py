@@ -135,9 +135,9 @@ def test_a_live_call_asks_the_follow_up_the_moment_the_answer_ends(
     calls: list[list[str]] = []
     real = interviewer.analyze
 
-    def counting(rules: Any, answers: Any) -> interviewer.Analysis:
+    def counting(rules: Any, answers: Any, encoder: Any = None) -> interviewer.Analysis:
         calls.append(list(answers))
-        return real(rules, answers)
+        return real(rules, answers, encoder)
 
     monkeypatch.setattr(interviewer, "analyze", counting)
     twilio.speak(STRONG_START)

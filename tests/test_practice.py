@@ -102,3 +102,15 @@ def test_practice_runs_a_whole_bank() -> None:
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("FEEDBACK (") == 5
+
+
+def test_analyze_uses_the_sentence_model_and_can_do_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No keyword of the rules file says "result" here; the examples do.
+    answer = "our customers waited far less and the team was much happier afterwards"
+    report = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
+    assert report["dimensions"]["results"]["present"] is True
+    monkeypatch.setenv("VOICE_APP_SEMANTIC", "false")
+    rules_only = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
+    assert rules_only["dimensions"]["results"]["present"] is False

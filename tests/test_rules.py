@@ -365,3 +365,67 @@ def test_hints_are_optional_and_checked_like_keywords(tmp_path: Path) -> None:
                     encoding="utf-8")
     problems = check_grammars(copy)
     assert any("dimensions.results.hints[0]" in p and "{nowt}" in p for p in problems), problems
+
+
+EXAMPLES = '''
+examples = ["the waiting time came down from hours to minutes", "sales went up a lot that year"]
+min_similarity = 0.5
+'''
+SEMANTIC = '''
+[semantic]
+window = 16
+stride = 8
+hint_margin = 0.05
+'''
+
+
+def test_examples_and_the_semantic_table_load(tmp_path: Path) -> None:
+    text = QUESTION.replace('praise = "clear results"\n', 'praise = "clear results"' + EXAMPLES)
+    root = write_grammars(tmp_path, text + SEMANTIC)
+    rules = load_question("teamwork", root)
+    assert rules.dimensions["results"].examples[1] == "sales went up a lot that year"
+    assert rules.dimensions["results"].min_similarity == 0.5
+    assert not rules.dimensions["contribution"].examples  # optional per dimension
+    assert rules.uses_examples
+    assert (rules.semantic.window, rules.semantic.stride, rules.semantic.hint_margin) == (
+        16, 8, 0.05,
+    )
+    plain = load_question("teamwork", write_grammars(tmp_path / "plain"))
+    assert not plain.uses_examples
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        pytest.param('"sales went up a lot that year"', '"went up"',
+                     "dimensions.results.examples[1]", "4 to 30 words", id="example-too-short"),
+        pytest.param('"sales went up a lot that year"', "3",
+                     "dimensions.results.examples[1]", "text in quotes", id="example-not-text"),
+        pytest.param('"sales went up a lot that year"', '"The waiting time came down, from hours '
+                     'to minutes!"', "dimensions.results.examples[1]", "repeats item 0",
+                     id="example-repeated"),
+        pytest.param("min_similarity = 0.5", "min_similarity = 1.5",
+                     "dimensions.results.min_similarity", "between", id="similarity-above-one"),
+        pytest.param("min_similarity = 0.5", 'min_similarity = "high"',
+                     "dimensions.results.min_similarity", "a number", id="similarity-text"),
+        pytest.param("min_similarity = 0.5", "", "dimensions.results.min_similarity",
+                     "missing", id="similarity-missing"),
+        pytest.param("examples = [", "exemples = [", "dimensions.results.min_similarity",
+                     "no examples", id="similarity-without-examples"),
+        pytest.param("stride = 8", "stride = 30", "semantic.stride", "longer than the window",
+                     id="stride-past-window"),
+        pytest.param("hint_margin = 0.05", "hint_margin = 2", "semantic.hint_margin", "between",
+                     id="margin-too-big"),
+    ],
+)
+def test_a_bad_example_list_names_file_and_key(
+    tmp_path: Path, old: str, new: str, key: str, words: str
+) -> None:
+    text = QUESTION.replace('praise = "clear results"\n', 'praise = "clear results"' + EXAMPLES)
+    text += SEMANTIC
+    assert old in text
+    root = write_grammars(tmp_path, text.replace(old, new, 1))
+    problems = check_grammars(root)
+    assert any(f"teamwork.toml: {key}: " in p and words in p for p in problems), problems
+    with pytest.raises(RulesError):
+        load_question("teamwork", root)

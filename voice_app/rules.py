@@ -27,6 +27,7 @@ from voice_app.interviewer import (
     WORD_PLACEHOLDER,
     gsm7_safe,
     keyword_problem,
+    normalize,
     normalize_keyword,
 )
 
@@ -59,8 +60,24 @@ _QUESTION_KEYS = (
     "feedback",
     "words",
     "jargon",
+    "semantic",
 )
-_DIMENSION_KEYS = ("label", "keywords", "follow_ups", "suggestion", "praise", "ignore", "hints")
+_DIMENSION_KEYS = (
+    "label",
+    "keywords",
+    "follow_ups",
+    "suggestion",
+    "praise",
+    "ignore",
+    "hints",
+    "examples",
+    "min_similarity",
+)
+_SEMANTIC_KEYS = ("window", "stride", "hint_margin")
+# An example is a phrase of about one window of speech: long enough to carry a meaning, short
+# enough that one idea dominates it.
+MIN_EXAMPLE_WORDS = 4
+MAX_EXAMPLE_WORDS = 30
 _NEGATION_KEYS = ("words", "window", "except")
 _JARGON_KEYS = ("dimension", "known", "terms", "max_unexplained", "suggestion")
 # Advice on length and delivery: optional in a file, these defaults apply when left out.
@@ -100,6 +117,20 @@ class Dimension:
     # Weaker signs: too loose to count as shown, but enough to doubt that the dimension is really
     # missing, so the follow-up asks first about dimensions missing without any sign.
     hints: tuple[str, ...] = ()
+    # The semantic signal: phrases that show the dimension, and how close (cosine similarity of
+    # sentence vectors, 0 to 1) a stretch of the answer must come to one of them to count.
+    examples: tuple[str, ...] = ()
+    min_similarity: float = 1.0
+
+
+@dataclass(frozen=True)
+class Semantic:
+    """How answers are cut into overlapping windows of words for the semantic signal."""
+
+    window: int = 20  # words per window
+    stride: int = 10  # words from the start of one window to the next
+    # A dimension whose best window comes within this of `min_similarity` counts as hinted.
+    hint_margin: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -153,6 +184,12 @@ class QuestionRules:
     # Word families used in keywords as {NAME}.
     words: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     jargon: Jargon | None = None
+    semantic: Semantic = field(default_factory=Semantic)
+
+    @property
+    def uses_examples(self) -> bool:
+        """Whether any dimension has examples for the semantic signal."""
+        return any(dimension.examples for dimension in self.dimensions.values())
 
 
 @dataclass(frozen=True)
@@ -295,6 +332,28 @@ class _Checker:
             return None
         return value
 
+    def fraction(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str = "",
+        *,
+        low: float,
+        high: float,
+    ) -> float | None:
+        """A number (whole or decimal) within [low, high], or None (missing or invalid)."""
+        full_key = _join(where, key)
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(full_key, f"should be a number such as 0.5, found {_kind(value)}")
+            return None
+        if not low <= value <= high:
+            self.problem(full_key, f"should be between {low} and {high}, found {value}")
+            return None
+        return float(value)
+
     def _check_text(
         self,
         key: str,
@@ -380,6 +439,58 @@ def _keywords(
     return keywords
 
 
+def _examples(checker: _Checker, table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """A dimension's optional `examples`: phrases of a few words, none repeated."""
+    if "examples" not in table:
+        if "min_similarity" in table:
+            checker.problem(
+                _join(where, "min_similarity"),
+                'has no examples to compare with: add  examples = ["...", "..."]',
+            )
+        return ()
+    examples = checker.texts(table, "examples", where)
+    seen: dict[str, int] = {}
+    for index, example in enumerate(examples):
+        item_key = f"{_join(where, 'examples')}[{index}]"
+        words = normalize(example).split()
+        if not MIN_EXAMPLE_WORDS <= len(words) <= MAX_EXAMPLE_WORDS:
+            checker.problem(
+                item_key,
+                f"{example!r} has {len(words)} words; write a phrase of {MIN_EXAMPLE_WORDS} to "
+                f"{MAX_EXAMPLE_WORDS} words, as a caller would say it",
+            )
+        plain = " ".join(words)
+        if plain in seen:
+            checker.problem(item_key, f"{example!r} repeats item {seen[plain]}; list each once")
+        else:
+            seen[plain] = index
+    if "min_similarity" not in table:
+        checker.missing(
+            _join(where, "min_similarity"),
+            where,
+            "add a line like  min_similarity = 0.5  (how close an answer must come to an example)",
+        )
+    return examples
+
+
+def _semantic(checker: _Checker, data: Mapping[str, Any]) -> Semantic:
+    """The optional [semantic] table: window and stride in words, hint margin."""
+    if "semantic" not in data:
+        return Semantic()
+    table = checker.table(data, "semantic")
+    checker.unknown_keys(table, _SEMANTIC_KEYS, "semantic")
+    default = Semantic()
+    window = checker.whole_number(table, "window", "semantic", low=4, high=60) or default.window
+    stride = checker.whole_number(table, "stride", "semantic", low=1, high=60) or default.stride
+    if stride > window:
+        checker.problem(
+            "semantic.stride",
+            f"is {stride}, longer than the window ({window}): words would be skipped",
+        )
+    margin = checker.fraction(table, "hint_margin", "semantic", low=0.0, high=0.5)
+    return Semantic(window, stride, default.hint_margin if margin is None else margin)
+
+
 def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> QuestionRules:
     """Build a QuestionRules from a parsed file, recording every problem in `checker`."""
     checker.unknown_keys(data, _QUESTION_KEYS, "")
@@ -405,6 +516,7 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
             checker.problem(where, f"should be a table [{where}], found {_kind(table)}")
             continue
         checker.unknown_keys(table, _DIMENSION_KEYS, where)
+        similarity = checker.fraction(table, "min_similarity", where, low=0.0, high=1.0)
         dimensions[name] = Dimension(
             name=name,
             label=checker.text(table, "label", where),
@@ -416,6 +528,8 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
             praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
             ignore=(_keywords(checker, table, "ignore", where, words) if "ignore" in table else ()),
             hints=(_keywords(checker, table, "hints", where, words) if "hints" in table else ()),
+            examples=_examples(checker, table, where),
+            min_similarity=1.0 if similarity is None else similarity,
         )
     if "dimensions" in data and isinstance(data["dimensions"], dict) and not dimensions:
         checker.problem("dimensions", "has no dimensions: add at least one [dimensions.NAME]")
@@ -491,6 +605,7 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         feedback=feedback,
         words=MappingProxyType(words),
         jargon=jargon,
+        semantic=_semantic(checker, data),
     )
 
 

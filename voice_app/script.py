@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from voice_app.config import Settings
+from voice_app.embedding import Encoder
 from voice_app.errors import RulesError
 from voice_app.rules import QuestionRules, load_bank, load_question, question_texts
 
@@ -66,6 +67,9 @@ class Script:
     max_follow_ups: int
     hold_seconds: int
     max_wait_seconds: int
+    # The sentence encoder behind the interviewer's semantic signal (None: keyword rules only).
+    # An adapter chosen by create_app from the settings; tests pass a fake.
+    encoder: Encoder | None = None
 
     def rules(self, question_id: str) -> QuestionRules:
         """The rules of one question of the bank."""
@@ -88,7 +92,7 @@ class Script:
         return list(dict.fromkeys(texts))
 
 
-def load_script(settings: Settings) -> Script:
+def load_script(settings: Settings, encoder: Encoder | None = None) -> Script:
     """Load the question bank named in the settings, its questions and the fixed lines."""
     grammars = settings.grammars_path
     bank = load_bank(settings.question_bank, grammars)
@@ -102,4 +106,5 @@ def load_script(settings: Settings) -> Script:
         ),
         hold_seconds=max(1, settings.hold_pause_seconds),
         max_wait_seconds=settings.max_wait_seconds,
+        encoder=encoder,
     )

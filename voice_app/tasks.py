@@ -251,7 +251,10 @@ class Tasks:
             answers = [t.transcript for t in asked if t.transcript and t.transcript.strip()]
             delivery = measure_turns(t.words for t in asked)
             feedback = interviewer.summarize(
-                rules, interviewer.analyze(rules, answers), delivery=delivery, sms_limit=room
+                rules,
+                interviewer.analyze(rules, answers, self.script.encoder),
+                delivery=delivery,
+                sms_limit=room,
             )
             per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
             texts.append((bool(answers), feedback.sms))

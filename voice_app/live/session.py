@@ -359,7 +359,7 @@ class LiveCall:
         if turn is None:
             return
         rules = self.script.rules(turn.question_id)
-        flow.analysis_for(rules, [*call.answers_to(rules.id), text])
+        flow.analysis_for(rules, [*call.answers_to(rules.id), text], self.script.encoder)
 
     def _end_listening(self, why: str) -> None:
         listening, self._listening = self._listening, None
