@@ -132,6 +132,8 @@ def server_env(cfg: ServerConfig, data: Path, port: int, standin_url: str) -> di
         VOICE_APP_HOLD_PAUSE_SECONDS=str(cfg.hold_pause),
         # gunicorn (25.1+) puts its control socket here, else one shared path in $HOME.
         XDG_RUNTIME_DIR=str(data),
+        # The server runs the code of the tree this script is in, not whatever the venv installed.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     if cfg.asr == "vosk":
         env["VOSK_MODEL_PATH"] = cfg.model_path
@@ -291,6 +293,13 @@ class MemoryWatch:
 def server_cpu_seconds(root: int) -> float:
     """CPU seconds used so far by the server's live processes."""
     return sum(_cpu_seconds(pid) for pid in process_tree(root))
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores of the machine have been busy so far (every process, from /proc)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the calls --------------------------------------------------------------------------------
@@ -620,6 +629,7 @@ class RunResult:
     memory_after: MemorySample
     server_cpu: float
     client_cpu: float
+    other_cpu: float  # other processes on the machine during the batch (they share the cores)
     database: dict[str, str]
     log: dict[str, int]
     settle: float
@@ -648,6 +658,7 @@ def run_once(
         memory_before = sample_memory(server.process.pid, time.monotonic())
         cpu_before = server_cpu_seconds(server.process.pid)
         client_before = time.process_time()
+        machine_before = machine_cpu_seconds()
         texts_before = len(standin.texts)
         with MemoryWatch(server.process.pid) as watch:
             batch = run_batch(
@@ -658,6 +669,7 @@ def run_once(
             wait_for_texts(standin, texts_before + completed, 60)
             server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
             client_cpu = time.process_time() - client_before
+            other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
             time.sleep(args.settle)
         load = figures(batch, standin)
         memory_after = watch.samples[-1]
@@ -671,6 +683,7 @@ def run_once(
             memory_after=memory_after,
             server_cpu=server_cpu,
             client_cpu=client_cpu,
+            other_cpu=max(0.0, other_cpu),
             database=database_facts(server.data),
             log=log_problems(server.log()),
             settle=args.settle,
@@ -723,7 +736,8 @@ def result_table(result: RunResult, wait_goal: float | None) -> str:
          f"({result.memory_after.pss_mb:.0f}) MB",
          f"growth kept: {mem_growth:+.0f} MB"),
         ("CPU during the batch", "", f"server {result.server_cpu:.0f} s, "
-         f"load generator {result.client_cpu:.0f} s", ""),
+         f"load generator {result.client_cpu:.0f} s, other processes {result.other_cpu:.0f} s",
+         ""),
     ]
     lines = [
         "| Measure | 1 call alone (baseline) | " + f"{result.calls} calls at once | Goal |",
@@ -791,7 +805,7 @@ def section(
         f"<Pause> slept x{args.hold_scale:g}; "
         + (f"calls started over {args.ramp:g} s; " if args.ramp else "all calls started at once; ")
         + "one new connection per request (as from nginx); "
-        "load generator and REST stand-in in one process on the same 2 cores.",
+        f"load generator and REST stand-in in one process on the same {os.cpu_count()} cores.",
         "",
     ]
     out += notes
