@@ -298,8 +298,8 @@ def server_cpu_seconds(root: int) -> float:
 def machine_cpu_seconds() -> float:
     """CPU seconds all cores of the machine have been busy so far (every process, from /proc)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the calls --------------------------------------------------------------------------------
