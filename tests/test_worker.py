@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from tests.conftest import CALLER, FakeRecordings, FakeTexts, Twilio, heard
+from voice_app import interviewer
 from voice_app.app import create_app, get_services
 from voice_app.asr.scripted import embed_transcript
 from voice_app.errors import RecordingFetchError
 from voice_app.simulator.call import silence_wav
-from voice_app.store import JobRow, OutboxRow, TurnRow
+from voice_app.store import CallRow, JobRow, OutboxRow, TurnRow
 from voice_app.worker import RUNNING
 
 CALL = "CA" + "4" * 32
@@ -184,3 +187,51 @@ def test_closing_and_the_status_callback_together_send_one_text(
     with get_services(app).store.transaction() as session:
         message = session.scalars(select(OutboxRow)).one()
         assert message.state == "sent" and message.message_sid
+
+
+def test_a_restart_between_transcription_and_follow_up_picks_from_the_stored_analysis(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = apps.start()
+    answer_first_question(Twilio(first.test_client()))
+    get_services(first).worker.drain()  # transcribed, and the answer analysed, in the background
+    apps.stop(first)
+
+    second = apps.start()
+    analysed: list[str] = []
+    real_analyze = interviewer.analyze
+
+    def counting_analyze(rules: Any, answers: Any) -> interviewer.Analysis:
+        analysed.append(rules.id)
+        return real_analyze(rules, answers)
+
+    monkeypatch.setattr(interviewer, "analyze", counting_analyze)
+    root = Twilio(second.test_client()).twiml("/voice/wait?turn=0&attempt=2", **params())
+
+    assert analysed == []  # the webhook only read what the transcription worked out
+    record = root.find("./Record")
+    assert record is not None and "turn=1" in record.get("action", "")
+    # The same follow-up as one worked out in the webhook, for the same answer.
+    picked = parse_qs(urlsplit(record.get("action", "")).query)["probe"]
+    rules = get_services(second).script.questions[0]
+    fresh = interviewer.pick_follow_up(rules, real_analyze(rules, [ANSWER]), [], random.Random(0))
+    assert fresh is not None and picked == [fresh.dimension]
+
+
+def test_without_a_stored_analysis_the_follow_up_is_worked_out_in_the_webhook(
+    apps: Apps,
+) -> None:
+    app = apps.start()
+    services = get_services(app)
+    twilio = Twilio(app.test_client())
+    answer_first_question(twilio)
+    services.worker.drain()
+    with services.store.transaction() as session:
+        call = session.get(CallRow, CALL)
+        assert call is not None and call.analysis is not None
+        call.analysis = None  # as a call transcribed by the previous version would be
+
+    root = twilio.twiml("/voice/wait?turn=0&attempt=2", **params())
+
+    record = root.find("./Record")
+    assert record is not None and "turn=1" in record.get("action", "")

@@ -10,10 +10,14 @@ Twilio, the database or Vosk, so every path is tested with plain values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from voice_app import interviewer
+from voice_app.rules import QuestionRules
 from voice_app.script import Script
 
 # Stages of a call.
@@ -67,6 +71,9 @@ class Call:
     consent_heard: str | None = None
     probed: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    # The rubric analysis of the answers so far, worked out in the background (`analysis_ahead`)
+    # so that picking the follow-up does not have to; used only while the answers are unchanged.
+    analysis: KnownAnalysis | None = None
 
     @property
     def current(self) -> Turn | None:
@@ -80,6 +87,15 @@ class Call:
             for t in self.turns
             if t.question_id == question_id and t.transcript and t.transcript.strip()
         ]
+
+
+@dataclass(frozen=True)
+class KnownAnalysis:
+    """A rubric analysis worked out ahead of time, and which answers it read."""
+
+    question_id: str
+    answers_key: str  # `answers_key` of the answers it read
+    analysis: interviewer.Analysis
 
 
 # What the caller hears: steps in order.
@@ -353,7 +369,7 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     )
     follow_up = None
     if answers and follow_ups_done < script.max_follow_ups:
-        analysis = interviewer.analyze(rules, answers)
+        analysis = analysis_of(call.analysis, rules, answers)
         probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
         rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)
@@ -383,3 +399,40 @@ def _finish(
 ) -> Outcome:
     call.stage = ENDED
     return Outcome(call, reply, (*effects, FinishCall(reason)))
+
+
+def answers_key(answers: Sequence[str]) -> str:
+    """A short fingerprint of answers: tells whether an analysis read exactly these."""
+    return hashlib.sha256(json.dumps(list(answers)).encode("utf-8")).hexdigest()[:32]
+
+
+def analysis_ahead(script: Script, call: Call) -> KnownAnalysis | None:
+    """The analysis the next follow-up (and the feedback) will need, for the background to do."""
+    turn = call.current
+    if turn is None:
+        return None
+    rules = script.rules(turn.question_id)
+    answers = call.answers_to(rules.id)
+    if not answers:
+        return None
+    known = _reading(call.analysis, rules.id, answers)
+    if known is not None:
+        return known
+    return KnownAnalysis(rules.id, answers_key(answers), interviewer.analyze(rules, answers))
+
+
+def analysis_of(
+    known: KnownAnalysis | None, rules: QuestionRules, answers: Sequence[str]
+) -> interviewer.Analysis:
+    """The analysis worked out ahead when it read these very answers; else worked out now."""
+    reading = _reading(known, rules.id, answers)
+    return reading.analysis if reading is not None else interviewer.analyze(rules, answers)
+
+
+def _reading(
+    known: KnownAnalysis | None, question_id: str, answers: Sequence[str]
+) -> KnownAnalysis | None:
+    """`known` if it read exactly these answers to this question."""
+    if known is None or known.question_id != question_id:
+        return None
+    return known if known.answers_key == answers_key(answers) else None

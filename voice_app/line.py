@@ -6,17 +6,18 @@ needs are committed together (a restart in between loses neither).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from voice_app import flow
+from voice_app import flow, interviewer
 from voice_app.flow import Call, Outcome, Step, Turn
 from voice_app.script import Script
 from voice_app.store import CallRow, ReplayRow, Store, TurnRow
@@ -211,6 +212,55 @@ def decode_steps(stored: list[dict[str, Any]]) -> tuple[Step, ...]:
     )
 
 
+def encode_analysis(known: flow.KnownAnalysis) -> dict[str, Any] | None:
+    """A known analysis as JSON-ready values; None when it would not come back the same."""
+    try:
+        stored = json.loads(
+            json.dumps(
+                {
+                    "question_id": known.question_id,
+                    "answers_key": known.answers_key,
+                    "analysis": asdict(known.analysis),
+                }
+            )
+        )
+    except (TypeError, ValueError):
+        # A result JSON cannot hold: not kept, so the follow-up works it out when it is picked.
+        return None
+    return stored if decode_analysis(stored) == known else None
+
+
+def decode_analysis(stored: Mapping[str, Any] | None) -> flow.KnownAnalysis | None:
+    """A known analysis back from `encode_analysis`; None for nothing or an unreadable one."""
+    if not stored:
+        return None
+    try:
+        result = dict(stored["analysis"])
+        result["dimensions"] = {
+            name: _rebuild(interviewer.DimensionResult, value)
+            for name, value in result["dimensions"].items()
+        }
+        analysis = _rebuild(interviewer.Analysis, result)
+        return flow.KnownAnalysis(str(stored["question_id"]), str(stored["answers_key"]), analysis)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # Written by a version whose results had other fields: worked out afresh when needed.
+        return None
+
+
+def _rebuild(kind: Callable[..., T], values: Mapping[str, Any]) -> T:
+    """A frozen result dataclass from its stored fields (JSON turned its tuples into lists)."""
+    expected = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    if set(values) != expected:
+        raise ValueError(f"stored fields {sorted(values)} are not {sorted(expected)}")
+    return kind(**{name: _as_tuples(value) for name, value in values.items()})
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_as_tuples(item) for item in value)
+    return value
+
+
 def lock_call(session: Session, call_sid: str) -> CallRow | None:
     """The call's row, locked for this transaction; None for an unknown call."""
     # FOR UPDATE serialises webhooks and workers touching the same call on PostgreSQL; SQLite
@@ -252,6 +302,7 @@ def load_call(session: Session, row: CallRow) -> Call:
         consent_pending=row.consent_pending,
         consent_heard=row.consent_heard,
         turns=turns,
+        analysis=decode_analysis(row.analysis),
     )
 
 

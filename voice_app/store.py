@@ -25,10 +25,14 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateColumn
+
+from voice_app.errors import ConfigError
 
 # Execution option marking a connection whose transactions only read.
 _READONLY = "voice_app_readonly"
@@ -55,6 +59,9 @@ class CallRow(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The rubric analysis of the current question's answers, worked out by the transcription job
+    # so that the webhook picking the follow-up only reads it (`line.encode_analysis`).
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     updated_at: Mapped[float] = mapped_column(Float, default=time.time, onupdate=time.time)
 
@@ -140,6 +147,19 @@ class OptOutRow(Base):
     opted_out_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
+def missing_columns(engine: Engine) -> list[str]:
+    """ALTER TABLE statements adding the columns the existing tables lack (no migration tool)."""
+    inspector = inspect(engine)
+    statements = []
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                spec = CreateColumn(column).compile(dialect=engine.dialect)
+                statements.append(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+    return statements
+
+
 def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -187,8 +207,16 @@ class Store:
         )
 
     def create_schema(self) -> None:
-        """Create the tables that do not exist yet."""
+        """Create the tables that do not exist yet; refuse a database missing newer columns."""
         Base.metadata.create_all(self.engine)
+        missing = missing_columns(self.engine)
+        if missing:
+            raise ConfigError(
+                f"The database at {self.engine.url.render_as_string(hide_password=True)} was "
+                "created by an older version and lacks columns this version needs. Add them "
+                "(see docs/deployment.md, 'Upgrading'), then start again:\n"
+                + "\n".join(f"  {statement};" for statement in missing)
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

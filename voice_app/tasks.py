@@ -24,6 +24,8 @@ from voice_app.line import (
     FINALIZE,
     TRANSCRIBE,
     TRANSCRIBE_REPLY,
+    decode_analysis,
+    encode_analysis,
     load_call,
     lock_call,
     save_call,
@@ -107,32 +109,47 @@ class Tasks:
         }
 
     def transcribe(self, job: Job) -> None:
-        """Fetch an answer's recording, transcribe it, store the transcript, delete the audio."""
-        heard = self._recognise(job)
+        """Fetch an answer's recording, transcribe it, store the transcript, delete the audio.
+
+        The rubric analysis of the answers so far is worked out here too, in the background, and
+        stored with the transcript: the webhook that picks the follow-up then only reads it.
+        """
+        heard, fetched = self._recognise(job)
         if isinstance(heard, str):
             log.error("call %s turn %s: %s", job.call_sid, job.payload.get("turn"), heard)
-            self._store_transcript(job, status=flow.FAILED, error=heard)
+            self._store_transcript(job, status=flow.FAILED, error=heard, fetched=fetched)
             return
         words = [[w.word, w.start, w.end, w.confidence] for w in heard.words]
-        self._store_transcript(job, status=flow.TRANSCRIBED, text=heard.text, words=words)
+        self._store_transcript(
+            job,
+            status=flow.TRANSCRIBED,
+            text=heard.text,
+            words=words,
+            fetched=fetched,
+            analysis=self._analysis_with(job, heard.text),
+        )
 
     def transcribe_reply(self, job: Job) -> None:
         """Recognise a short spoken reply (yes or no to the texting question) and record it."""
-        heard = self._recognise(job, phrases=grammar(self.reply_phrases))
+        heard, fetched = self._recognise(job, phrases=grammar(self.reply_phrases))
         if isinstance(heard, str):
-            self._reply_failed(job, heard)
+            log.error("call %s: giving up on a spoken reply: %s", job.call_sid, heard)
+            self._record_reply(job, None, fetched=fetched)
             return
-        self._record_reply(job, classify(heard.text, self.reply_phrases))
+        self._record_reply(job, classify(heard.text, self.reply_phrases), fetched=fetched)
 
-    def _recognise(self, job: Job, phrases: list[str] | None = None) -> Transcript | str:
-        """The job's recording, fetched and recognised; or why it cannot be (no retry helps)."""
+    def _recognise(
+        self, job: Job, phrases: list[str] | None = None
+    ) -> tuple[Transcript | str, bool]:
+        """The job's recording recognised, or why it cannot be (no retry helps); and whether
+        it was fetched (then it is to be deleted at Twilio)."""
         url = str(job.payload["recording_url"])
         try:
             audio = self.recordings.fetch(url)
         except RecordingFetchError as exc:
             if exc.retryable:
                 raise RetryLater(str(exc), delay=min(4.0, 0.5 * job.attempts)) from exc
-            return str(exc)
+            return str(exc), False
         try:
             heard: Transcript | str = self.recognizer.transcribe(audio, phrases=phrases)
         except RecognizerBusy as exc:
@@ -141,23 +158,40 @@ class Tasks:
         except AudioError as exc:
             heard = f"recording could not be decoded: {exc}"
         del audio  # the only copy of the caller's voice on this server
-        if self.delete_recordings:
-            with self.store.transaction() as session:
-                enqueue(
-                    session,
-                    DELETE_RECORDING,
-                    url,
-                    call_sid=job.call_sid,
-                    payload={"recording_url": url},
-                )
-        return heard
+        return heard, True
+
+    def _discard_fetched(self, session: Session, job: Job, fetched: bool) -> None:
+        """Queue the deletion of a recording we fetched, with the result that makes it useless."""
+        if fetched and self.delete_recordings:
+            url = str(job.payload["recording_url"])
+            enqueue(
+                session,
+                DELETE_RECORDING,
+                url,
+                call_sid=job.call_sid,
+                payload={"recording_url": url},
+            )
+
+    def _analysis_with(self, job: Job, transcript: str) -> flow.KnownAnalysis | None:
+        """The rubric analysis of the call's answers once this transcript is among them."""
+        with self.store.reading() as session:
+            row = session.get(CallRow, job.call_sid)
+            if row is None:
+                return None
+            call = load_call(session, row)
+        for turn in call.turns:
+            if turn.number == int(job.payload["turn"]):
+                turn.transcript = transcript
+        # CPU work: done here, before the write lock that storing the transcript takes.
+        return flow.analysis_ahead(self.script, call)
 
     def _reply_failed(self, job: Job, reason: str) -> None:
         log.error("call %s: giving up on a spoken reply: %s", job.call_sid, reason)
         self._record_reply(job, None)
 
-    def _record_reply(self, job: Job, reply: str | None) -> None:
+    def _record_reply(self, job: Job, reply: str | None, *, fetched: bool = False) -> None:
         with self.store.transaction() as session:
+            self._discard_fetched(session, job, fetched)
             row = lock_call(session, str(job.call_sid))
             if row is None:
                 return
@@ -182,11 +216,16 @@ class Tasks:
         text: str | None = None,
         words: list[list[Any]] | None = None,
         error: str | None = None,
+        fetched: bool = False,
+        analysis: flow.KnownAnalysis | None = None,
     ) -> None:
         with self.store.transaction() as session:
-            session.scalars(
-                select(CallRow).where(CallRow.call_sid == job.call_sid).with_for_update()
-            ).first()
+            self._discard_fetched(session, job, fetched)
+            call = lock_call(session, str(job.call_sid))
+            if call is not None and analysis is not None:
+                # A later transcript may have landed meanwhile: the analysis then no longer
+                # matches the answers, and picking the follow-up works it out itself.
+                call.analysis = encode_analysis(analysis)
             row = session.scalars(
                 select(TurnRow).where(
                     TurnRow.call_sid == job.call_sid, TurnRow.number == int(job.payload["turn"])
@@ -221,8 +260,10 @@ class Tasks:
                     select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
                 )
             )
+            row = session.get(CallRow, call_sid)
+            known = decode_analysis(row.analysis) if row is not None else None
             # The analysis is CPU work: done here, outside the write lock the next step takes.
-            feedback: dict[str, Any] = self._feedback(turns)
+            feedback: dict[str, Any] = self._feedback(turns, known)
         with self.store.transaction() as session:
             call = session.get(CallRow, call_sid)
             if call is None:
@@ -238,8 +279,13 @@ class Tasks:
                 )
                 enqueue(session, SEND_TEXT, call_sid, call_sid=call_sid)
 
-    def _feedback(self, turns: list[TurnRow]) -> dict[str, Any]:
-        """Feedback per question asked; the text carries the advice of the first one answered."""
+    def _feedback(
+        self, turns: list[TurnRow], known: flow.KnownAnalysis | None = None
+    ) -> dict[str, Any]:
+        """Feedback per question asked; the text carries the advice of the first one answered.
+
+        `known` is the analysis the transcription worked out, used for the answers it read.
+        """
         per_question: list[dict[str, Any]] = []
         texts: list[tuple[bool, str]] = []
         # Written to fit beside the opt-out line, so that line never cuts the advice short.
@@ -251,7 +297,7 @@ class Tasks:
             answers = [t.transcript for t in asked if t.transcript and t.transcript.strip()]
             delivery = measure_turns(t.words for t in asked)
             feedback = interviewer.summarize(
-                rules, interviewer.analyze(rules, answers), delivery=delivery, sms_limit=room
+                rules, flow.analysis_of(known, rules, answers), delivery=delivery, sms_limit=room
             )
             per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
             texts.append((bool(answers), feedback.sms))
