@@ -6,6 +6,7 @@ needs are committed together (a restart in between loses neither).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from voice_app import flow, interviewer
 from voice_app.flow import Call, Outcome, Step, Turn
@@ -66,7 +67,7 @@ class PracticeLine:
                     probed=[],
                 )
                 session.add(row)
-                save_call(session, row, outcome.call)
+                save_call(row, outcome.call)
                 if replay_key is not None:
                     session.add(
                         ReplayRow(
@@ -114,9 +115,7 @@ class PracticeLine:
     ) -> tuple[Step, ...]:
         """The caller is holding while an answer is transcribed."""
         # Most holding requests change nothing: answered from a read, without the write lock.
-        with self.store.reading() as session:
-            row = session.get(CallRow, call_sid)
-            call = load_call(session, row) if row is not None else None
+        call = self._read_call(call_sid)
         if call is not None and flow.only_holding(self.script, call, turn, attempt):
             return flow.on_wait(self.script, call, turn, attempt).reply
         return self._event(
@@ -125,8 +124,17 @@ class PracticeLine:
 
     def status(self, call_sid: str, call_status: str) -> None:
         """Twilio reports a change of the call's status."""
-        if call_status in FINAL_CALL_STATUSES:
+        if call_status not in FINAL_CALL_STATUSES:
+            return
+        # After the closing the call has already ended: nothing to write, no write lock.
+        call = self._read_call(call_sid)
+        if call is not None and call.stage != flow.ENDED:
             self._event(call_sid, flow.on_hangup, None)
+
+    def _read_call(self, call_sid: str) -> Call | None:
+        with self.store.reading() as session:
+            row = read_call(session, call_sid)
+            return load_call(row) if row is not None else None
 
     def _event(
         self, call_sid: str, handle: Callable[[Call], Outcome], replay_key: str | None
@@ -146,8 +154,8 @@ class PracticeLine:
                 if replayed is not None:
                     # The same webhook again (a retry): the same answer, and no second step.
                     return decode_steps(replayed.steps)
-            outcome = handle(load_call(session, row))
-            save_call(session, row, outcome.call)
+            outcome = handle(load_call(row))
+            save_call(row, outcome.call)
             queued = self._apply_effects(session, outcome)
             if replay_key is not None:
                 session.add(
@@ -249,10 +257,15 @@ def decode_analysis(stored: Mapping[str, Any] | None) -> flow.KnownAnalysis | No
 
 def _rebuild(kind: Callable[..., T], values: Mapping[str, Any]) -> T:
     """A frozen result dataclass from its stored fields (JSON turned its tuples into lists)."""
-    expected = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    expected = _field_names(kind)
     if set(values) != expected:
         raise ValueError(f"stored fields {sorted(values)} are not {sorted(expected)}")
     return kind(**{name: _as_tuples(value) for name, value in values.items()})
+
+
+@functools.cache
+def _field_names(kind: Any) -> frozenset[str]:
+    return frozenset(f.name for f in fields(kind))
 
 
 def _as_tuples(value: Any) -> Any:
@@ -262,24 +275,26 @@ def _as_tuples(value: Any) -> Any:
 
 
 def lock_call(session: Session, call_sid: str) -> CallRow | None:
-    """The call's row, locked for this transaction; None for an unknown call."""
+    """The call's row and its turns (one query), locked for this transaction; None if unknown."""
     # FOR UPDATE serialises webhooks and workers touching the same call on PostgreSQL; SQLite
     # transactions here already begin IMMEDIATE, which serialises all writers.
-    return session.scalars(
-        select(CallRow).where(CallRow.call_sid == call_sid).with_for_update()
-    ).first()
-
-
-def _turn_rows(session: Session, call_sid: str) -> list[TurnRow]:
-    return list(
-        session.scalars(
-            select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
-        )
+    query = (
+        select(CallRow)
+        .where(CallRow.call_sid == call_sid)
+        .options(joinedload(CallRow.turns))
+        .with_for_update(of=CallRow)
     )
+    return session.scalars(query).unique().first()
 
 
-def load_call(session: Session, row: CallRow) -> Call:
-    """The flow's view of a stored call."""
+def read_call(session: Session, call_sid: str) -> CallRow | None:
+    """The call's row and its turns (one query), for reading only; None if unknown."""
+    query = select(CallRow).where(CallRow.call_sid == call_sid).options(joinedload(CallRow.turns))
+    return session.scalars(query).unique().first()
+
+
+def load_call(row: CallRow) -> Call:
+    """The flow's view of a stored call (its turns loaded with it, see `lock_call`)."""
     turns = [
         Turn(
             number=t.number,
@@ -292,7 +307,7 @@ def load_call(session: Session, row: CallRow) -> Call:
             transcript=t.transcript,
             asked=t.asked,
         )
-        for t in _turn_rows(session, row.call_sid)
+        for t in row.turns
     ]
     return Call(
         call_sid=row.call_sid,
@@ -306,8 +321,8 @@ def load_call(session: Session, row: CallRow) -> Call:
     )
 
 
-def save_call(session: Session, row: CallRow, call: Call) -> None:
-    """Store the flow's view of a call: its fields and every turn."""
+def save_call(row: CallRow, call: Call) -> None:
+    """Store the flow's view of a call: its fields and every turn (only changes are written)."""
     if row.consent is None and call.consent is not None:
         row.consent_at = time.time()
     if row.stage != flow.ENDED and call.stage == flow.ENDED:
@@ -317,11 +332,11 @@ def save_call(session: Session, row: CallRow, call: Call) -> None:
     row.consent_pending = call.consent_pending
     row.consent_heard = call.consent_heard
     row.probed = list(call.probed)
-    existing = {t.number: t for t in _turn_rows(session, row.call_sid)}
+    existing = {t.number: t for t in row.turns}
     for turn in call.turns:
         stored = existing.get(turn.number)
         if stored is None:
-            session.add(
+            row.turns.append(
                 TurnRow(
                     call_sid=row.call_sid,
                     number=turn.number,

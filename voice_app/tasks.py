@@ -28,6 +28,7 @@ from voice_app.line import (
     encode_analysis,
     load_call,
     lock_call,
+    read_call,
     save_call,
 )
 from voice_app.purge import purge
@@ -175,10 +176,10 @@ class Tasks:
     def _analysis_with(self, job: Job, transcript: str) -> flow.KnownAnalysis | None:
         """The rubric analysis of the call's answers once this transcript is among them."""
         with self.store.reading() as session:
-            row = session.get(CallRow, job.call_sid)
+            row = read_call(session, str(job.call_sid))
             if row is None:
                 return None
-            call = load_call(session, row)
+            call = load_call(row)
         for turn in call.turns:
             if turn.number == int(job.payload["turn"]):
                 turn.transcript = transcript
@@ -195,9 +196,9 @@ class Tasks:
             row = lock_call(session, str(job.call_sid))
             if row is None:
                 return
-            call = load_call(session, row)
+            call = load_call(row)
             flow.on_consent_heard(call, reply)
-            save_call(session, row, call)
+            save_call(row, call)
 
     def _transcription_failed(self, job: Job, reason: str) -> None:
         log.error(

@@ -8,15 +8,18 @@ restart resumes pending work.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import CursorResult, Executable, Table, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,24 +73,40 @@ def enqueue(
     delay: float = 0.0,
 ) -> bool:
     """Record a job in the caller's transaction; False when the same (kind, key) exists."""
+    values = {
+        "kind": kind,
+        "key": key,
+        "call_sid": call_sid,
+        "payload": dict(payload or {}),
+        "run_after": time.time() + delay,
+    }
+    insert_unless_there = _insert_unless_there(session.get_bind().dialect.name)
+    if insert_unless_there is not None:
+        # One statement: the unique (kind, key) decides, whoever inserts first.
+        inserted = session.execute(insert_unless_there, values)
+        return bool(cast(CursorResult[Any], inserted).rowcount)
     existing = session.scalar(select(JobRow.id).where(JobRow.kind == kind, JobRow.key == key))
     if existing is not None:
         return False
     try:
         with session.begin_nested():
-            session.add(
-                JobRow(
-                    kind=kind,
-                    key=key,
-                    call_sid=call_sid,
-                    payload=dict(payload or {}),
-                    run_after=time.time() + delay,
-                )
-            )
+            session.add(JobRow(**values))
     except IntegrityError:
         # Another process recorded the same job between our check and insert: one is enough.
         return False
     return True
+
+
+@functools.cache
+def _insert_unless_there(dialect: str) -> Executable | None:
+    """INSERT INTO jobs ... ON CONFLICT DO NOTHING, in the dialects that have it."""
+    # On the table, not the mapped class: a plain statement skips the ORM's bulk machinery.
+    table = cast(Table, JobRow.__table__)
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["kind", "key"])
+    if dialect == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=["kind", "key"])
+    return None
 
 
 class Worker:
