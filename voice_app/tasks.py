@@ -325,7 +325,8 @@ class Tasks:
 
     def send_text(self, job: Job) -> None:
         """Hand the call's feedback text to Twilio, exactly once."""
-        with self.store.transaction() as session:
+        # Durable: after a power cut the mark must still say a send may have happened.
+        with self.store.transaction(durable=True) as session:
             message = self._outbox(session, job)
             if message is None or message.state in ("sent", "failed"):
                 return

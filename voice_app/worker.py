@@ -173,11 +173,13 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was runnable."""
-        job = self._claim()
-        if job is None:
-            return False
-        self._run(job)
-        return True
+        # Background work: its writes wait while a webhook waits to write.
+        with self.store.background():
+            job = self._claim()
+            if job is None:
+                return False
+            self._run(job)
+            return True
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
