@@ -11,15 +11,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from sqlalchemy import select
+from werkzeug.test import EnvironBuilder
 
-from tests.conftest import CALLER, FakeRecordings, FakeTexts, Twilio, heard
+from tests.conftest import CALLER, PUBLIC_URL, FakeRecordings, FakeTexts, Twilio, heard
 from voice_app import interviewer
 from voice_app.app import create_app, get_services
 from voice_app.asr.scripted import embed_transcript
 from voice_app.errors import RecordingFetchError
 from voice_app.simulator.call import silence_wav
 from voice_app.store import CallRow, JobRow, OutboxRow, TurnRow
-from voice_app.worker import RUNNING
+from voice_app.worker import RUNNING, Worker
 
 CALL = "CA" + "4" * 32
 RECORDING = "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "5" * 32
@@ -235,3 +236,35 @@ def test_without_a_stored_analysis_the_follow_up_is_worked_out_in_the_webhook(
 
     record = root.find("./Record")
     assert record is not None and "turn=1" in record.get("action", "")
+
+
+def test_job_threads_are_woken_once_the_webhook_answer_has_gone_out(
+    app_config: dict[str, Any],
+    recordings: FakeRecordings,
+    texts: FakeTexts,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    woken: list[str] = []
+    monkeypatch.setattr(Worker, "notify", lambda self: woken.append("woken"))
+    app = create_app(app_config, recordings=recordings, text_sender=texts)
+    twilio = Twilio(app.test_client())
+    twilio.twiml("/voice/incoming", **params())
+    woken.clear()  # prompt renders queued on the way are not what this is about
+    form = params(RecordingUrl=RECORDING, Digits="#")
+    environ = EnvironBuilder(
+        path="/voice/answer",
+        query_string="turn=0",
+        method="POST",
+        data=form,
+        base_url=PUBLIC_URL,
+        headers={"X-Twilio-Signature": twilio.sign("/voice/answer?turn=0", form)},
+        environ_overrides={"RAW_URI": "/voice/answer?turn=0"},  # as gunicorn passes it
+    ).get_environ()
+
+    body = app(environ, lambda status, headers: None)  # as a WSGI server runs it
+    answer = b"".join(body)
+    assert b"/voice/consent" in answer and woken == []  # transcription queued, no thread woken
+    body.close()  # the server has sent the answer
+
+    assert woken == ["woken"]
+    get_services(app).store.dispose()

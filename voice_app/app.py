@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, after_this_request, g, has_request_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice_app import interviewer, redact
@@ -56,7 +56,7 @@ def create_app(
         interviewer.analyze(rules, ["warm up"])
     prompts = PromptCache(settings.prompt_dir, voice=settings.tts_voice, rate=settings.tts_rate)
     worker = Worker(store, {}, threads=settings.workers)
-    line = PracticeLine(script, store, settings.question_bank, worker.notify)
+    line = PracticeLine(script, store, settings.question_bank, _after_response(worker.notify))
     tasks = Tasks(
         store=store,
         script=script,
@@ -112,6 +112,29 @@ def start_background_work(app: Flask) -> None:
             schedule_purge(session)
         services.worker.start()
         _render_prompts_in_background(services)
+
+
+def _after_response(wake: Callable[[], None]) -> Callable[[], None]:
+    """`wake`, put off until the current request's answer has been sent (at once outside one).
+
+    A job thread woken while the webhook still renders its TwiML competes with it for this
+    process's GIL; the caller's answer goes first, the job a moment later.
+    """
+
+    def wake_after_response() -> None:
+        if not has_request_context():
+            wake()
+            return
+        if g.get("wake_after_response"):
+            return
+        g.wake_after_response = True
+
+        @after_this_request
+        def wake_on_close(response: Response) -> Response:
+            response.call_on_close(wake)
+            return response
+
+    return wake_after_response
 
 
 def get_services(app: Flask) -> Services:

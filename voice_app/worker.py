@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, or_, select
+from sqlalchemy import CursorResult, Executable, Table, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -97,15 +97,17 @@ def enqueue(
     return True
 
 
+# The jobs table itself: plain statements on it skip the ORM's bookkeeping.
+_JOBS = cast(Table, JobRow.__table__)
+
+
 @functools.cache
 def _insert_unless_there(dialect: str) -> Executable | None:
     """INSERT INTO jobs ... ON CONFLICT DO NOTHING, in the dialects that have it."""
-    # On the table, not the mapped class: a plain statement skips the ORM's bulk machinery.
-    table = cast(Table, JobRow.__table__)
     if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["kind", "key"])
+        return sqlite_insert(_JOBS).on_conflict_do_nothing(index_elements=["kind", "key"])
     if dialect == "postgresql":
-        return postgresql_insert(table).on_conflict_do_nothing(index_elements=["kind", "key"])
+        return postgresql_insert(_JOBS).on_conflict_do_nothing(index_elements=["kind", "key"])
     return None
 
 
@@ -145,15 +147,18 @@ class Worker:
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the threads to finish their current job and stop."""
         self._stopping.set()
-        self.notify()
+        with self._wake:
+            self._wake.notify_all()
         for thread in self._pool:
             thread.join(timeout)
         self._pool = []
 
     def notify(self) -> None:
-        """Wake idle threads: a job was just recorded."""
+        """Wake an idle thread: a job was just recorded (it wakes the next if it finds one)."""
+        # One, not all: every thread woken for one job would queue to claim it, each taking
+        # the database's write lock in turn.
         with self._wake:
-            self._wake.notify_all()
+            self._wake.notify()
 
     def pending_count(self) -> int:
         """How many jobs wait or run (for health checks and tests)."""
@@ -178,6 +183,7 @@ class Worker:
             job = self._claim()
             if job is None:
                 return False
+            self.notify()  # there may be more: another thread looks while this one works
             self._run(job)
             return True
 
@@ -204,14 +210,36 @@ class Worker:
         with self.store.reading() as session:
             if session.scalar(select(JobRow.id).where(runnable).limit(1)) is None:
                 return None
+        oldest = (
+            select(JobRow.id)
+            .where(runnable)
+            .order_by(JobRow.run_after, JobRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
         with self.store.transaction() as session:
-            row = session.scalars(
-                select(JobRow)
-                .where(runnable)
-                .order_by(JobRow.run_after, JobRow.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            if session.get_bind().dialect.update_returning:
+                # One statement: mark the oldest runnable job as ours and read it back.
+                claimed = session.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.id == oldest.scalar_subquery())
+                    .values(
+                        state=RUNNING,
+                        lease_until=now + self.lease_seconds,
+                        attempts=_JOBS.c.attempts + 1,
+                    )
+                    .returning(
+                        _JOBS.c.id,
+                        _JOBS.c.kind,
+                        _JOBS.c.key,
+                        _JOBS.c.call_sid,
+                        _JOBS.c.payload,
+                        _JOBS.c.attempts,
+                    )
+                ).first()
+                return Job(*claimed) if claimed is not None else None
+            oldest_id = session.scalar(oldest)
+            row = session.get(JobRow, oldest_id) if oldest_id is not None else None
             if row is None:
                 return None
             row.state = RUNNING
@@ -259,13 +287,13 @@ class Worker:
         delay: float = 0.0,
         attempts: int | None = None,
     ) -> None:
+        values: dict[str, Any] = {
+            "state": state,
+            "last_error": error,
+            "lease_until": None,
+            "run_after": time.time() + delay,
+        }
+        if attempts is not None:
+            values["attempts"] = attempts
         with self.store.transaction() as session:
-            row = session.get(JobRow, job.id)
-            if row is None:
-                return
-            row.state = state
-            row.last_error = error
-            row.lease_until = None
-            row.run_after = time.time() + delay
-            if attempts is not None:
-                row.attempts = attempts
+            session.execute(update(_JOBS).where(_JOBS.c.id == job.id).values(values))
