@@ -11,6 +11,7 @@ from flask import Flask, Response, after_this_request, g, has_request_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice_app import interviewer, redact
+from voice_app.analyst import Analyst
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
 from voice_app.errors import ConfigError
@@ -110,6 +111,12 @@ def start_background_work(app: Flask) -> None:
     if services.settings.workers > 0:
         with services.store.transaction() as session:
             schedule_purge(session)
+        # Rubric analyses leave this process, whose GIL the webhooks need (see analyst.py).
+        questions = [rules.id for rules in services.script.questions]
+        analyst = Analyst(services.settings.grammars_path, questions)
+        services.tasks.analyst = analyst
+        services.worker.on_stop(analyst.stop)
+        analyst.start()
         services.worker.start()
         _render_prompts_in_background(services)
 

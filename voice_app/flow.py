@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from voice_app import interviewer
@@ -401,13 +401,22 @@ def _finish(
     return Outcome(call, reply, (*effects, FinishCall(reason)))
 
 
+# How an analysis is worked out: `interviewer.analyze`, or the same run elsewhere.
+Analyze = Callable[[QuestionRules, Sequence[str]], interviewer.Analysis]
+
+
 def answers_key(answers: Sequence[str]) -> str:
     """A short fingerprint of answers: tells whether an analysis read exactly these."""
     return hashlib.sha256(json.dumps(list(answers)).encode("utf-8")).hexdigest()[:32]
 
 
-def analysis_ahead(script: Script, call: Call) -> KnownAnalysis | None:
-    """The analysis the next follow-up (and the feedback) will need, for the background to do."""
+def analysis_ahead(
+    script: Script, call: Call, analyze: Analyze = interviewer.analyze
+) -> KnownAnalysis | None:
+    """The analysis the next follow-up (and the feedback) will need, for the background to do.
+
+    `analyze` works it out (`interviewer.analyze`, or the same run elsewhere).
+    """
     turn = call.current
     if turn is None:
         return None
@@ -418,15 +427,18 @@ def analysis_ahead(script: Script, call: Call) -> KnownAnalysis | None:
     known = _reading(call.analysis, rules.id, answers)
     if known is not None:
         return known
-    return KnownAnalysis(rules.id, answers_key(answers), interviewer.analyze(rules, answers))
+    return KnownAnalysis(rules.id, answers_key(answers), analyze(rules, answers))
 
 
 def analysis_of(
-    known: KnownAnalysis | None, rules: QuestionRules, answers: Sequence[str]
+    known: KnownAnalysis | None,
+    rules: QuestionRules,
+    answers: Sequence[str],
+    analyze: Analyze = interviewer.analyze,
 ) -> interviewer.Analysis:
     """The analysis worked out ahead when it read these very answers; else worked out now."""
     reading = _reading(known, rules.id, answers)
-    return reading.analysis if reading is not None else interviewer.analyze(rules, answers)
+    return reading.analysis if reading is not None else analyze(rules, answers)
 
 
 def _reading(

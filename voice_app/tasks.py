@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
+from voice_app.analyst import Analyst
 from voice_app.asr import BoundedRecognizer, RecognizerBusy, Transcript
 from voice_app.delivery import measure_turns
 from voice_app.errors import AudioError, RecordingFetchError, SmsError
@@ -35,6 +36,7 @@ from voice_app.purge import purge
 from voice_app.recordings import RecordingSource
 from voice_app.redact import mask_number
 from voice_app.replies import classify, grammar
+from voice_app.rules import QuestionRules
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
 from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
@@ -96,6 +98,9 @@ class Tasks:
         self.status_callback = status_callback
         self.reply_phrases = reply_phrases
         self.retention_days = retention_days
+        # Set while background threads run (`app.start_background_work`): analyses then run in a
+        # process of their own instead of holding this process's GIL.
+        self.analyst: Analyst | None = None
 
     def kinds(self) -> dict[str, JobKind]:
         """The job kinds, keyed by the names the web layer queues them under."""
@@ -183,8 +188,13 @@ class Tasks:
         for turn in call.turns:
             if turn.number == int(job.payload["turn"]):
                 turn.transcript = transcript
-        # CPU work: done here, before the write lock that storing the transcript takes.
-        return flow.analysis_ahead(self.script, call)
+        # CPU work: done before the write lock that storing the transcript takes.
+        return flow.analysis_ahead(self.script, call, self._analyze)
+
+    def _analyze(self, rules: QuestionRules, answers: Sequence[str]) -> interviewer.Analysis:
+        """The rubric analysis, in the analysis process when there is one, else in this thread."""
+        done = self.analyst.analyze(rules, answers) if self.analyst is not None else None
+        return done if done is not None else interviewer.analyze(rules, answers)
 
     def _reply_failed(self, job: Job, reason: str) -> None:
         log.error("call %s: giving up on a spoken reply: %s", job.call_sid, reason)
@@ -298,7 +308,10 @@ class Tasks:
             answers = [t.transcript for t in asked if t.transcript and t.transcript.strip()]
             delivery = measure_turns(t.words for t in asked)
             feedback = interviewer.summarize(
-                rules, flow.analysis_of(known, rules, answers), delivery=delivery, sms_limit=room
+                rules,
+                flow.analysis_of(known, rules, answers, self._analyze),
+                delivery=delivery,
+                sms_limit=room,
             )
             per_question.append({"question": rules.id, "answers": len(answers), **feedback.full})
             texts.append((bool(answers), feedback.sms))

@@ -131,6 +131,7 @@ class Worker:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._pool: list[threading.Thread] = []
+        self._on_stop: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """Start the worker threads (no-op when configured with none or already started)."""
@@ -145,13 +146,19 @@ class Worker:
             self._pool.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the threads to finish their current job and stop."""
+        """Ask the threads to finish their current job and stop; then what `on_stop` named."""
         self._stopping.set()
         with self._wake:
             self._wake.notify_all()
         for thread in self._pool:
             thread.join(timeout)
         self._pool = []
+        while self._on_stop:
+            self._on_stop.pop()()
+
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        """Stop something that serves the worker threads once they have stopped."""
+        self._on_stop.append(stop)
 
     def notify(self) -> None:
         """Wake an idle thread: a job was just recorded (it wakes the next if it finds one)."""
