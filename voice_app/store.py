@@ -32,14 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    Session,
-    mapped_column,
-    relationship,
-    sessionmaker,
-)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateColumn
 
 from voice_app.errors import ConfigError
@@ -76,8 +69,6 @@ class CallRow(Base):
     analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     updated_at: Mapped[float] = mapped_column(Float, default=time.time, onupdate=time.time)
-    # Loaded with the call in one query where a webhook needs both (`line.lock_call`).
-    turns: Mapped[list[TurnRow]] = relationship(order_by="TurnRow.number")
 
 
 class TurnRow(Base):

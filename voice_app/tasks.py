@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
@@ -25,12 +25,12 @@ from voice_app.line import (
     FINALIZE,
     TRANSCRIBE,
     TRANSCRIBE_REPLY,
+    call_from,
     decode_analysis,
     encode_analysis,
-    load_call,
     lock_call,
-    read_call,
-    save_call,
+    read_snapshot,
+    write_call,
 )
 from voice_app.purge import purge
 from voice_app.recordings import RecordingSource
@@ -180,11 +180,12 @@ class Tasks:
 
     def _analysis_with(self, job: Job, transcript: str) -> flow.KnownAnalysis | None:
         """The rubric analysis of the call's answers once this transcript is among them."""
+        call_sid = str(job.call_sid)
         with self.store.reading() as session:
-            row = read_call(session, str(job.call_sid))
-            if row is None:
-                return None
-            call = load_call(row)
+            snapshot = read_snapshot(session, call_sid)
+        if not snapshot:
+            return None
+        call = call_from(call_sid, snapshot)
         for turn in call.turns:
             if turn.number == int(job.payload["turn"]):
                 turn.transcript = transcript
@@ -203,12 +204,13 @@ class Tasks:
     def _record_reply(self, job: Job, reply: str | None, *, fetched: bool = False) -> None:
         with self.store.transaction() as session:
             self._discard_fetched(session, job, fetched)
-            row = lock_call(session, str(job.call_sid))
-            if row is None:
+            call_sid = str(job.call_sid)
+            snapshot = read_snapshot(session, call_sid, lock=True)
+            if not snapshot:
                 return
-            call = load_call(row)
+            call = call_from(call_sid, snapshot, with_analysis=False)
             flow.on_consent_heard(call, reply)
-            save_call(row, call)
+            write_call(session, call_from(call_sid, snapshot, with_analysis=False), call)
 
     def _transcription_failed(self, job: Job, reason: str) -> None:
         log.error(
@@ -230,28 +232,27 @@ class Tasks:
         fetched: bool = False,
         analysis: flow.KnownAnalysis | None = None,
     ) -> None:
+        # Encoded before the write lock is taken: CPU work.
+        stored_analysis = encode_analysis(analysis) if analysis is not None else None
+        turn = (TurnRow.call_sid == job.call_sid) & (TurnRow.number == int(job.payload["turn"]))
         with self.store.transaction() as session:
             self._discard_fetched(session, job, fetched)
-            call = lock_call(session, str(job.call_sid))
-            if call is not None and analysis is not None:
+            if not lock_call(session, str(job.call_sid)):
+                return
+            if stored_analysis is not None:
                 # A later transcript may have landed meanwhile: the analysis then no longer
                 # matches the answers, and picking the follow-up works it out itself.
-                call.analysis = encode_analysis(analysis)
-            row = session.scalars(
-                select(TurnRow).where(
-                    TurnRow.call_sid == job.call_sid, TurnRow.number == int(job.payload["turn"])
+                session.execute(
+                    update(CallRow)
+                    .where(CallRow.call_sid == job.call_sid)
+                    .values(analysis=stored_analysis)
                 )
-            ).first()
-            if row is None:
-                return
-            row.recording_url = None
-            row.transcript = text
-            row.words = words
-            row.error = error
+            fields = {"recording_url": None, "transcript": text, "words": words, "error": error}
+            session.execute(update(TurnRow).where(turn).values(fields))
             # Only a turn still waiting for this transcript changes status; a turn the caller
             # has since re-answered (after * or a re-prompt) keeps its own.
-            if row.status in (flow.RECORDED, flow.LATE):
-                row.status = status
+            waiting = TurnRow.status.in_([flow.RECORDED, flow.LATE])
+            session.execute(update(TurnRow).where(turn & waiting).values(status=status))
 
     def finalize(self, job: Job) -> None:
         """Once every answer of a finished call is transcribed: feedback, then the text."""

@@ -83,7 +83,7 @@ def enqueue(
     insert_unless_there = _insert_unless_there(session.get_bind().dialect.name)
     if insert_unless_there is not None:
         # One statement: the unique (kind, key) decides, whoever inserts first.
-        inserted = session.execute(insert_unless_there, values)
+        inserted = session.connection().execute(insert_unless_there, values)
         return bool(cast(CursorResult[Any], inserted).rowcount)
     existing = session.scalar(select(JobRow.id).where(JobRow.kind == kind, JobRow.key == key))
     if existing is not None:
