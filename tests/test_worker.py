@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,8 +20,8 @@ from voice_app.app import create_app, get_services
 from voice_app.asr.scripted import embed_transcript
 from voice_app.errors import RecordingFetchError
 from voice_app.simulator.call import silence_wav
-from voice_app.store import CallRow, JobRow, OutboxRow, TurnRow
-from voice_app.worker import RUNNING, Worker
+from voice_app.store import CallRow, JobRow, OutboxRow, Store, TurnRow
+from voice_app.worker import RUNNING, Job, JobKind, RetryLater, Worker, enqueue
 
 CALL = "CA" + "4" * 32
 RECORDING = "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE" + "5" * 32
@@ -268,3 +269,40 @@ def test_job_threads_are_woken_once_the_webhook_answer_has_gone_out(
 
     assert woken == ["woken"]
     get_services(app).store.dispose()
+
+
+def test_a_job_thread_runs_queued_jobs_one_after_another_each_once(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    store.create_schema()
+    ran: list[str] = []
+    failing = {"job-3"}
+
+    def run(job: Job) -> None:
+        ran.append(job.key)
+        if job.key in failing:
+            failing.clear()
+            raise RetryLater("not yet", delay=0.0)
+
+    worker = Worker(store, {"test": JobKind(run)}, threads=1, poll_seconds=0.05)
+    with store.transaction() as session:
+        for number in range(5):
+            enqueue(session, "test", f"job-{number}")
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while worker.pending_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    with store.reading() as session:
+        rows = session.scalars(select(JobRow).order_by(JobRow.key)).all()
+    store.dispose()
+
+    assert sorted(ran) == sorted([f"job-{n}" for n in range(5)] + ["job-3"])
+    assert [(row.key, row.state, row.attempts) for row in rows] == [
+        ("job-0", "done", 1),
+        ("job-1", "done", 1),
+        ("job-2", "done", 1),
+        ("job-3", "done", 2),  # retried once, as it asked
+        ("job-4", "done", 1),
+    ]

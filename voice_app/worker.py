@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, Table, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -191,13 +191,13 @@ class Worker:
             if job is None:
                 return False
             self.notify()  # there may be more: another thread looks while this one works
-            self._run(job)
+            self._settle(job, self._run(job))
             return True
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                ran = self.run_once()
+                ran = self._run_while_any()
             except Exception:
                 # The loop must outlive any one failure (a database hiccup while claiming):
                 # the job's lease expires and another attempt picks it up.
@@ -207,100 +207,121 @@ class Worker:
                 with self._wake:
                     self._wake.wait(self.poll_seconds)
 
+    def _run_while_any(self) -> bool:
+        """Run jobs while there are any, each settled in the transaction that claims the next."""
+        with self.store.background():
+            job = self._claim()
+            if job is None:
+                return False
+            while job is not None:
+                self.notify()
+                job = self._settle(job, self._run(job), claim_next=not self._stopping.is_set())
+            return True
+
     def _claim(self) -> Job | None:
         now = time.time()
-        runnable = or_(
-            (JobRow.state == PENDING) & (JobRow.run_after <= now),
-            (JobRow.state == RUNNING) & (JobRow.lease_until < now),
-        )
         # Look first without the write lock: idle threads poll often, and most polls find nothing.
         with self.store.reading() as session:
-            if session.scalar(select(JobRow.id).where(runnable).limit(1)) is None:
+            if session.scalar(select(JobRow.id).where(_runnable(now)).limit(1)) is None:
                 return None
+        with self.store.transaction() as session:
+            return self._claim_in(session)
+
+    def _claim_in(self, session: Session) -> Job | None:
+        now = time.time()
         oldest = (
             select(JobRow.id)
-            .where(runnable)
+            .where(_runnable(now))
             .order_by(JobRow.run_after, JobRow.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        with self.store.transaction() as session:
-            if session.get_bind().dialect.update_returning:
-                # One statement: mark the oldest runnable job as ours and read it back.
-                claimed = session.execute(
-                    update(_JOBS)
-                    .where(_JOBS.c.id == oldest.scalar_subquery())
-                    .values(
-                        state=RUNNING,
-                        lease_until=now + self.lease_seconds,
-                        attempts=_JOBS.c.attempts + 1,
-                    )
-                    .returning(
-                        _JOBS.c.id,
-                        _JOBS.c.kind,
-                        _JOBS.c.key,
-                        _JOBS.c.call_sid,
-                        _JOBS.c.payload,
-                        _JOBS.c.attempts,
-                    )
-                ).first()
-                return Job(*claimed) if claimed is not None else None
-            oldest_id = session.scalar(oldest)
-            row = session.get(JobRow, oldest_id) if oldest_id is not None else None
-            if row is None:
-                return None
-            row.state = RUNNING
-            row.lease_until = now + self.lease_seconds
-            row.attempts += 1
-            return Job(row.id, row.kind, row.key, row.call_sid, dict(row.payload), row.attempts)
+        if session.get_bind().dialect.update_returning:
+            # One statement: mark the oldest runnable job as ours and read it back.
+            claimed = session.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id == oldest.scalar_subquery())
+                .values(
+                    state=RUNNING,
+                    lease_until=now + self.lease_seconds,
+                    attempts=_JOBS.c.attempts + 1,
+                )
+                .returning(
+                    _JOBS.c.id,
+                    _JOBS.c.kind,
+                    _JOBS.c.key,
+                    _JOBS.c.call_sid,
+                    _JOBS.c.payload,
+                    _JOBS.c.attempts,
+                )
+            ).first()
+            return Job(*claimed) if claimed is not None else None
+        oldest_id = session.scalar(oldest)
+        row = session.get(JobRow, oldest_id) if oldest_id is not None else None
+        if row is None:
+            return None
+        row.state = RUNNING
+        row.lease_until = now + self.lease_seconds
+        row.attempts += 1
+        return Job(row.id, row.kind, row.key, row.call_sid, dict(row.payload), row.attempts)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> _Settlement:
         kind = self.kinds.get(job.kind)
         if kind is None:
-            self._settle(job, FAILED, f"no handler for job kind {job.kind!r}")
-            return
+            return _Settlement(FAILED, f"no handler for job kind {job.kind!r}")
         try:
             kind.run(job)
         except RetryLater as retry:
             attempts = job.attempts if retry.counts else job.attempts - 1
             if attempts >= kind.max_attempts:
-                self._give_up(kind, job, str(retry))
-            else:
-                self._settle(job, PENDING, str(retry), delay=retry.delay, attempts=attempts)
+                return self._give_up(kind, job, str(retry))
+            return _Settlement(PENDING, str(retry), delay=retry.delay, attempts=attempts)
         except Exception as exc:
             # A failed job must not take the thread down; it is retried with backoff, and
             # after its last attempt the job kind decides what the caller gets instead.
             log.exception("job %s %s failed (attempt %d)", job.kind, job.id, job.attempts)
             if job.attempts >= kind.max_attempts:
-                self._give_up(kind, job, f"{type(exc).__name__}: {exc}")
-            else:
-                delay = min(30.0, 0.5 * 2**job.attempts) * random.uniform(0.8, 1.2)
-                self._settle(job, PENDING, f"{type(exc).__name__}: {exc}", delay=delay)
-        else:
-            self._settle(job, DONE, None)
+                return self._give_up(kind, job, f"{type(exc).__name__}: {exc}")
+            delay = min(30.0, 0.5 * 2**job.attempts) * random.uniform(0.8, 1.2)
+            return _Settlement(PENDING, f"{type(exc).__name__}: {exc}", delay=delay)
+        return _Settlement(DONE, None)
 
-    def _give_up(self, kind: JobKind, job: Job, reason: str) -> None:
+    def _give_up(self, kind: JobKind, job: Job, reason: str) -> _Settlement:
         try:
             kind.give_up(job, reason)
-        finally:
-            self._settle(job, FAILED, reason)
+        except Exception:
+            # The job is over either way: marked failed below, never run again.
+            log.exception("job %s %s: giving up failed too", job.kind, job.id)
+        return _Settlement(FAILED, reason)
 
-    def _settle(
-        self,
-        job: Job,
-        state: str,
-        error: str | None,
-        *,
-        delay: float = 0.0,
-        attempts: int | None = None,
-    ) -> None:
+    def _settle(self, job: Job, settlement: _Settlement, *, claim_next: bool = False) -> Job | None:
+        """Record how the job ended; with `claim_next`, claim the next one in the same go."""
         values: dict[str, Any] = {
-            "state": state,
-            "last_error": error,
+            "state": settlement.state,
+            "last_error": settlement.error,
             "lease_until": None,
-            "run_after": time.time() + delay,
+            "run_after": time.time() + settlement.delay,
         }
-        if attempts is not None:
-            values["attempts"] = attempts
+        if settlement.attempts is not None:
+            values["attempts"] = settlement.attempts
         with self.store.transaction() as session:
             session.execute(update(_JOBS).where(_JOBS.c.id == job.id).values(values))
+            return self._claim_in(session) if claim_next else None
+
+
+@dataclass(frozen=True)
+class _Settlement:
+    """How a run of a job ended: its new state, why, and when to run it again."""
+
+    state: str
+    error: str | None
+    delay: float = 0.0
+    attempts: int | None = None
+
+
+def _runnable(now: float) -> ColumnElement[bool]:
+    """Jobs due now: waiting and due, or claimed by a thread whose lease ran out."""
+    return or_(
+        (JobRow.state == PENDING) & (JobRow.run_after <= now),
+        (JobRow.state == RUNNING) & (JobRow.lease_until < now),
+    )
