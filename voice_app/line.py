@@ -327,8 +327,22 @@ def read_snapshot(session: Session, call_sid: str, *, lock: bool = False) -> Sna
 
 def lock_call(session: Session, call_sid: str) -> bool:
     """Lock the call's row for this transaction; False for an unknown call."""
-    query = select(_CALLS.c.call_sid).where(_CALLS.c.call_sid == call_sid).with_for_update()
-    return session.execute(query).first() is not None
+    return session.connection().execute(_LOCK_CALL, {"key": call_sid}).first() is not None
+
+
+def store_transcript(
+    session: Session, call_sid: str, turn: int, fields: Mapping[str, Any], status: str
+) -> None:
+    """Store what the recording of a turn gave (`fields`); `status` only if still waiting."""
+    connection = session.connection()
+    connection.execute(_UPDATE_TURN, {"key": call_sid, "key_number": turn, **fields})
+    # A turn the caller has since re-answered (after * or a re-prompt) keeps its own status.
+    connection.execute(_SET_WAITING_STATUS, {"key": call_sid, "key_number": turn, "new": status})
+
+
+def store_analysis(session: Session, call_sid: str, analysis: Mapping[str, Any]) -> None:
+    """Store the analysis (`encode_analysis`) the transcription worked out."""
+    session.connection().execute(_UPDATE_CALL, {"key": call_sid, "analysis": analysis})
 
 
 def call_from(call_sid: str, snapshot: Snapshot, *, with_analysis: bool = True) -> Call:
@@ -427,6 +441,18 @@ _UPDATE_CALL = update(_CALLS).where(_CALLS.c.call_sid == bindparam("key"))
 _INSERT_TURN = insert(_TURNS)
 _UPDATE_TURN = update(_TURNS).where(
     _TURNS.c.call_sid == bindparam("key"), _TURNS.c.number == bindparam("key_number")
+)
+_SET_WAITING_STATUS = (
+    update(_TURNS)
+    .where(
+        _TURNS.c.call_sid == bindparam("key"),
+        _TURNS.c.number == bindparam("key_number"),
+        _TURNS.c.status.in_([flow.RECORDED, flow.LATE]),
+    )
+    .values(status=bindparam("new"))
+)
+_LOCK_CALL = (
+    select(_CALLS.c.call_sid).where(_CALLS.c.call_sid == bindparam("key")).with_for_update()
 )
 _REPLAYED = select(_REPLIES.c.steps).where(_REPLIES.c.key == bindparam("key"))
 _INSERT_REPLY = insert(_REPLIES)

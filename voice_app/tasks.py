@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
@@ -30,6 +30,8 @@ from voice_app.line import (
     encode_analysis,
     lock_call,
     read_snapshot,
+    store_analysis,
+    store_transcript,
     write_call,
 )
 from voice_app.purge import purge
@@ -234,25 +236,17 @@ class Tasks:
     ) -> None:
         # Encoded before the write lock is taken: CPU work.
         stored_analysis = encode_analysis(analysis) if analysis is not None else None
-        turn = (TurnRow.call_sid == job.call_sid) & (TurnRow.number == int(job.payload["turn"]))
+        call_sid = str(job.call_sid)
         with self.store.transaction() as session:
             self._discard_fetched(session, job, fetched)
-            if not lock_call(session, str(job.call_sid)):
+            if not lock_call(session, call_sid):
                 return
             if stored_analysis is not None:
                 # A later transcript may have landed meanwhile: the analysis then no longer
                 # matches the answers, and picking the follow-up works it out itself.
-                session.execute(
-                    update(CallRow)
-                    .where(CallRow.call_sid == job.call_sid)
-                    .values(analysis=stored_analysis)
-                )
+                store_analysis(session, call_sid, stored_analysis)
             fields = {"recording_url": None, "transcript": text, "words": words, "error": error}
-            session.execute(update(TurnRow).where(turn).values(fields))
-            # Only a turn still waiting for this transcript changes status; a turn the caller
-            # has since re-answered (after * or a re-prompt) keeps its own.
-            waiting = TurnRow.status.in_([flow.RECORDED, flow.LATE])
-            session.execute(update(TurnRow).where(turn & waiting).values(status=status))
+            store_transcript(session, call_sid, int(job.payload["turn"]), fields, status)
 
     def finalize(self, job: Job) -> None:
         """Once every answer of a finished call is transcribed: feedback, then the text."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, Table, or_, select, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -219,44 +219,23 @@ class Worker:
             return True
 
     def _claim(self) -> Job | None:
-        now = time.time()
         # Look first without the write lock: idle threads poll often, and most polls find nothing.
         with self.store.reading() as session:
-            if session.scalar(select(JobRow.id).where(_runnable(now)).limit(1)) is None:
+            if session.connection().execute(_ANY_DUE, {"now": time.time()}).first() is None:
                 return None
         with self.store.transaction() as session:
             return self._claim_in(session)
 
     def _claim_in(self, session: Session) -> Job | None:
         now = time.time()
-        oldest = (
-            select(JobRow.id)
-            .where(_runnable(now))
-            .order_by(JobRow.run_after, JobRow.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if session.get_bind().dialect.update_returning:
+        connection = session.connection()
+        if connection.dialect.update_returning:
             # One statement: mark the oldest runnable job as ours and read it back.
-            claimed = session.execute(
-                update(_JOBS)
-                .where(_JOBS.c.id == oldest.scalar_subquery())
-                .values(
-                    state=RUNNING,
-                    lease_until=now + self.lease_seconds,
-                    attempts=_JOBS.c.attempts + 1,
-                )
-                .returning(
-                    _JOBS.c.id,
-                    _JOBS.c.kind,
-                    _JOBS.c.key,
-                    _JOBS.c.call_sid,
-                    _JOBS.c.payload,
-                    _JOBS.c.attempts,
-                )
+            claimed = connection.execute(
+                _CLAIM, {"now": now, "lease": now + self.lease_seconds}
             ).first()
             return Job(*claimed) if claimed is not None else None
-        oldest_id = session.scalar(oldest)
+        oldest_id = connection.execute(_OLDEST_DUE, {"now": now}).scalar()
         row = session.get(JobRow, oldest_id) if oldest_id is not None else None
         if row is None:
             return None
@@ -305,7 +284,7 @@ class Worker:
         if settlement.attempts is not None:
             values["attempts"] = settlement.attempts
         with self.store.transaction() as session:
-            session.execute(update(_JOBS).where(_JOBS.c.id == job.id).values(values))
+            session.connection().execute(_SETTLE, {"job_id": job.id, **values})
             return self._claim_in(session) if claim_next else None
 
 
@@ -319,9 +298,32 @@ class _Settlement:
     attempts: int | None = None
 
 
-def _runnable(now: float) -> ColumnElement[bool]:
-    """Jobs due now: waiting and due, or claimed by a thread whose lease ran out."""
-    return or_(
-        (JobRow.state == PENDING) & (JobRow.run_after <= now),
-        (JobRow.state == RUNNING) & (JobRow.lease_until < now),
+# Statements built once (a job thread runs them for every job): jobs due at :now are waiting
+# and due, or claimed by a thread whose lease ran out.
+_DUE = or_(
+    (_JOBS.c.state == PENDING) & (_JOBS.c.run_after <= bindparam("now")),
+    (_JOBS.c.state == RUNNING) & (_JOBS.c.lease_until < bindparam("now")),
+)
+_ANY_DUE = select(_JOBS.c.id).where(_DUE).limit(1)
+_OLDEST_DUE = (
+    select(_JOBS.c.id)
+    .where(_DUE)
+    .order_by(_JOBS.c.run_after, _JOBS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_JOBS)
+    .where(_JOBS.c.id == _OLDEST_DUE.scalar_subquery())
+    .values(state=RUNNING, lease_until=bindparam("lease"), attempts=_JOBS.c.attempts + 1)
+    .returning(
+        _JOBS.c.id,
+        _JOBS.c.kind,
+        _JOBS.c.key,
+        _JOBS.c.call_sid,
+        _JOBS.c.payload,
+        _JOBS.c.attempts,
     )
+)
+# Sets the columns its parameters name besides job_id.
+_SETTLE = update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
