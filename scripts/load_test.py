@@ -875,6 +875,7 @@ def section(
             result_table(result, wait_goal, floor),
             "",
         ]
+        out += [path_line(result.load) + ".", ""]
         if floor is not None:
             out += [
                 "Floor (`--floor`): the same calls, in the same run, against "
@@ -883,7 +884,7 @@ def section(
                 f"gunicorn settings. {path_line(floor.load)}.",
                 "",
             ]
-        out += [path_line(result.load) + ".", "", memory_trace(result), ""]
+        out += [memory_trace(result), ""]
         out += [
             "Database after the run: "
             + "; ".join(f"{k}: {v}" for k, v in result.database.items())
