@@ -1,7 +1,7 @@
-"""The practice line's webhooks as plain calls: load the call, run the flow, save, queue work.
+"""The practice line's webhooks as plain calls: read the call, run the flow, save, queue work.
 
-Each method runs in one database transaction, so the call's new state and the background jobs it
-needs are committed together (a restart in between loses neither).
+Each method writes in one database transaction, so the call's new state and the background jobs
+it needs are committed together (a restart in between loses neither).
 """
 
 from __future__ import annotations
