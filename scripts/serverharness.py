@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +72,12 @@ def render_prompts(data: Path, settings: dict[str, str]) -> None:
 
 @dataclass
 class Server:
-    """A running `voice-app serve` and its log file."""
+    """A running `voice-app serve`, its log file and its data folder."""
 
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    data: Path
 
     def log(self) -> str:
         """The server's whole log (stdout and stderr)."""
@@ -90,22 +92,23 @@ def start_server(
     *,
     processes: int = 1,
     threads: int = 16,
+    command: Sequence[str] = (VOICE_APP,),
 ) -> Server:
-    """Start `voice-app serve` with `settings` and wait until every worker process is up."""
+    """Start `command serve` with `settings` and wait until every worker process is up."""
     data.mkdir(parents=True)
     (data / "prompts").symlink_to(prompts)
     port = free_port()
     log_path = data / "server.log"
-    command = [
-        VOICE_APP, "serve", "--host", "127.0.0.1", "--port", str(port),
+    argv = [
+        *command, "serve", "--host", "127.0.0.1", "--port", str(port),
         "--processes", str(processes), "--threads", str(threads),
     ]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command, env=server_env(data, port, standin_url, settings), stdin=subprocess.DEVNULL,
+            argv, env=server_env(data, port, standin_url, settings), stdin=subprocess.DEVNULL,
             stdout=log_file, stderr=log_file, start_new_session=True,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, data)
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -38,6 +38,17 @@ def korean_model_path() -> str:
     return str(model)
 
 
+# A Korean answer (a rota rebuilt, overtime cut by thirty percent, ...) for the benchmarks that
+# need minutes of real speech: scripts/load_test.py and scripts/bench_latency.py.
+KOREAN_ANSWER_SENTENCES = (
+    "저는 작년에 우리 팀의 새로운 일정 관리 시스템을 만들었습니다",
+    "그 결과 초과 근무가 삼십 퍼센트 줄었습니다",
+    "저는 모든 간호사와 직접 이야기를 나누었습니다",
+    "계획은 제가 혼자 작성했고 두 주 동안 시험했습니다",
+    "처음에는 반대가 많았지만 결국 모두 만족했습니다",
+    "다음에는 팀에게 더 일찍 물어보겠습니다",
+)
+
 @functools.lru_cache(maxsize=1)
 def korean_recognizer() -> VoskRecognizer:
     """The Korean model loaded once for the whole test session (about 3 s and 300 MB a load)."""

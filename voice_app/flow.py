@@ -228,13 +228,8 @@ def on_heard(
     hung_up: bool = False,
 ) -> Outcome:
     """Live mode: an answer ended (key, silence or hang-up) and was transcribed as it was spoken."""
-    turn = call.current
-    if (
-        call.stage != INTERVIEW
-        or turn is None
-        or turn.number != turn_number
-        or turn.status != ASKED
-    ):
+    turn = _answering(call, turn_number)
+    if turn is None:
         return live_resume(script, call)
     turn.transcript = transcript
     turn.status = TRANSCRIBED
@@ -302,13 +297,8 @@ def on_answer(
     hung_up: bool = False,
 ) -> Outcome:
     """A recording ended: by #, by silence, by * (repeat), by hang-up, or with nothing recorded."""
-    turn = call.current
-    if (
-        call.stage != INTERVIEW
-        or turn is None
-        or turn.number != turn_number
-        or turn.status != ASKED
-    ):
+    turn = _answering(call, turn_number)
+    if turn is None:
         # A retried or out-of-date request: repeat what the caller should hear now.
         return current_reply(script, call)
     if "*" in digits and not hung_up:
@@ -332,6 +322,14 @@ def on_answer(
     if hung_up:
         return _finish(call, "hangup")
     return _heard_nothing(script, call, turn)
+
+
+def _answering(call: Call, turn_number: int) -> Turn | None:
+    """The turn `turn_number` if the caller is answering it now; None for a stale request."""
+    turn = call.current
+    if call.stage != INTERVIEW or turn is None or turn.number != turn_number:
+        return None
+    return turn if turn.status == ASKED else None
 
 
 def only_holding(script: Script, call: Call, turn_number: int, attempt: int) -> bool:

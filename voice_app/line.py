@@ -58,15 +58,7 @@ class PracticeLine:
         with self.store.transaction() as session:
             if lock_call(session, call_sid) is None:
                 outcome = flow.start(self.script, call_sid)
-                row = CallRow(
-                    call_sid=call_sid,
-                    from_number=from_number,
-                    bank=self.bank,
-                    stage=outcome.call.stage,
-                    probed=[],
-                )
-                session.add(row)
-                save_call(session, row, outcome.call)
+                self._insert_call(session, outcome.call, from_number)
                 if replay_key is not None:
                     session.add(
                         ReplayRow(
@@ -137,18 +129,21 @@ class PracticeLine:
             with self.store.transaction() as session:
                 if lock_call(session, call_sid) is not None:
                     return  # Twilio retried the webhook: the call is stored already
-                outcome = flow.start_live(self.script, call_sid)
-                row = CallRow(
-                    call_sid=call_sid,
-                    from_number=from_number,
-                    bank=self.bank,
-                    stage=outcome.call.stage,
-                    probed=[],
-                )
-                session.add(row)
-                save_call(session, row, outcome.call)
+                self._insert_call(session, flow.start_live(self.script, call_sid).call, from_number)
 
         _with_retries(create)
+
+    def _insert_call(self, session: Session, call: Call, from_number: str) -> None:
+        """Store a call the flow has just started."""
+        row = CallRow(
+            call_sid=call.call_sid,
+            from_number=from_number,
+            bank=self.bank,
+            stage=call.stage,
+            probed=[],
+        )
+        session.add(row)
+        save_call(session, row, call)
 
     def resume(self, call_sid: str) -> tuple[Step, ...]:
         """What the caller should hear now, in record mode (after a live stream closed)."""
