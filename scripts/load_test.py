@@ -33,7 +33,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -187,6 +187,13 @@ class MemoryWatch:
 def server_cpu_seconds(root: int) -> float:
     """CPU seconds used so far by the server's live processes."""
     return sum(_cpu_seconds(pid) for pid in process_tree(root))
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores of the machine have been busy so far (every process, from /proc)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the calls --------------------------------------------------------------------------------
@@ -516,6 +523,7 @@ class RunResult:
     memory_after: MemorySample
     server_cpu: float
     client_cpu: float
+    other_cpu: float  # other processes on the machine during the batch (they share the cores)
     database: dict[str, str]
     log: dict[str, int]
     settle: float
@@ -544,6 +552,7 @@ def run_once(
         memory_before = sample_memory(server.process.pid, time.monotonic())
         cpu_before = server_cpu_seconds(server.process.pid)
         client_before = time.process_time()
+        machine_before = machine_cpu_seconds()
         texts_before = len(standin.texts)
         with MemoryWatch(server.process.pid) as watch:
             batch = run_batch(
@@ -554,6 +563,7 @@ def run_once(
             wait_for_texts(standin, texts_before + completed, 60)
             server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
             client_cpu = time.process_time() - client_before
+            other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
             time.sleep(args.settle)
         load = figures(batch, standin)
         memory_after = watch.samples[-1]
@@ -567,10 +577,51 @@ def run_once(
             memory_after=memory_after,
             server_cpu=server_cpu,
             client_cpu=client_cpu,
+            other_cpu=max(0.0, other_cpu),
             database=database_facts(server.data),
             log=log_problems(server.log()),
             settle=args.settle,
         )
+    finally:
+        stop_server(server)
+
+
+@dataclass
+class FloorResult:
+    """The same batch against `scripts/floor_server.py`, a server that does no work."""
+
+    load: Figures
+    server_cpu: float
+    client_cpu: float
+    other_cpu: float
+
+
+def run_floor(
+    args: argparse.Namespace,
+    cfg: ServerConfig,
+    calls: int,
+    scratch: Path,
+    prompts: Path,
+    standin: TwilioStandIn,
+    answers: list[str],
+    make_recording: Callable[[str], bytes],
+) -> FloorResult:
+    """The same calls at once against a server answering fixed TwiML: the generator's floor."""
+    floor = replace(cfg, command=(sys.executable, str(ROOT / "scripts" / "floor_server.py")))
+    server = start_server(floor, scratch / f"floor-{calls}", prompts, standin.base_url)
+    try:
+        time.sleep(2)
+        cpu_before = server_cpu_seconds(server.process.pid)
+        client_before = time.process_time()
+        machine_before = machine_cpu_seconds()
+        batch = run_batch(
+            server, standin, calls, 5_000_000 + calls * 10_000, answers, make_recording,
+            args.hold_scale, args.deadline, args.ramp,
+        )
+        server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
+        client_cpu = time.process_time() - client_before
+        other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
+        return FloorResult(figures(batch, standin), server_cpu, client_cpu, max(0.0, other_cpu))
     finally:
         stop_server(server)
 
@@ -582,7 +633,9 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def result_table(result: RunResult, wait_goal: float | None) -> str:
+def result_table(
+    result: RunResult, wait_goal: float | None, floor: FloorResult | None = None
+) -> str:
     """A markdown table: the batch against the single-call baseline of the same server."""
     b, f = result.baseline, result.load
     ratio = f"{f.p99_ms / b.p99_ms:.1f}x" if b.p99_ms else ""
@@ -619,8 +672,20 @@ def result_table(result: RunResult, wait_goal: float | None) -> str:
          f"({result.memory_after.pss_mb:.0f}) MB",
          f"growth kept: {mem_growth:+.0f} MB"),
         ("CPU during the batch", "", f"server {result.server_cpu:.0f} s, "
-         f"load generator {result.client_cpu:.0f} s", ""),
+         f"load generator {result.client_cpu:.0f} s, other processes {result.other_cpu:.0f} s",
+         ""),
     ]
+    if floor is not None:
+        f0 = floor.load
+        rows.append(
+            (
+                "Same calls, server doing no work: p50 / p95 / p99",
+                "",
+                f"{f0.p50_ms:.1f} / {f0.p95_ms:.1f} / {f0.p99_ms:.1f} ms",
+                f"floor: {f0.completed}/{f0.calls} calls, server {floor.server_cpu:.0f} s CPU, "
+                f"load generator {floor.client_cpu:.0f} s, other processes {floor.other_cpu:.0f} s",
+            )
+        )
     lines = [
         "| Measure | 1 call alone (baseline) | " + f"{result.calls} calls at once | Goal |",
         "|---|---|---|---|",
@@ -667,7 +732,11 @@ def _status_kb_file(path: str, key: str) -> int:
 
 
 def section(
-    args: argparse.Namespace, cfg: ServerConfig, results: list[RunResult], notes: list[str]
+    args: argparse.Namespace,
+    cfg: ServerConfig,
+    results: list[RunResult],
+    notes: list[str],
+    floors: dict[int, FloorResult] | None = None,
 ) -> str:
     """The markdown section of this run, with the command line and machine facts."""
     title = "Perfect ASR (scripted)" if cfg.asr == "scripted" else "Real Vosk (Korean model)"
@@ -687,14 +756,29 @@ def section(
         f"<Pause> slept x{args.hold_scale:g}; "
         + (f"calls started over {args.ramp:g} s; " if args.ramp else "all calls started at once; ")
         + "one new connection per request (as from nginx); "
-        "load generator and REST stand-in in one process on the same 2 cores.",
+        f"load generator and REST stand-in in one process on the same {os.cpu_count()} cores.",
         "",
     ]
     out += notes
     for result in results:
         wait_goal = args.stop_above if cfg.asr == "vosk" else None
-        out += [f"### {result.calls} simultaneous calls", "", result_table(result, wait_goal), ""]
-        out += [path_line(result.load) + ".", "", memory_trace(result), ""]
+        floor = (floors or {}).get(result.calls)
+        out += [
+            f"### {result.calls} simultaneous calls",
+            "",
+            result_table(result, wait_goal, floor),
+            "",
+        ]
+        out += [path_line(result.load) + ".", ""]
+        if floor is not None:
+            out += [
+                "Floor (`--floor`): the same calls, in the same run, against "
+                "`scripts/floor_server.py`, which answers every webhook with fixed TwiML and "
+                "does nothing else (no database, no signature check, no jobs) under the same "
+                f"gunicorn settings. {path_line(floor.load)}.",
+                "",
+            ]
+        out += [memory_trace(result), ""]
         out += [
             "Database after the run: "
             + "; ".join(f"{k}: {v}" for k, v in result.database.items())
@@ -771,6 +855,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="most seconds a batch of calls may take")
     parser.add_argument("--server-command", default=VOICE_APP,
                         help="how to run voice-app (e.g. a profiling wrapper); split on spaces")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the same calls against scripts/floor_server.py (no work)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "load.md")
     args = parser.parse_args(argv)
     args.call_counts = [int(n) for n in str(args.calls).split(",") if n.strip()]
@@ -802,6 +888,7 @@ def main() -> None:
         answers, make_recording = scripted_recordings(args.turns)
     standin = TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN, free_port()).start()
     results: list[RunResult] = []
+    floors: dict[int, FloorResult] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="voice-app-load-") as folder:
             scratch = Path(folder)
@@ -818,14 +905,20 @@ def main() -> None:
                     args, cfg, calls, scratch, prompts, standin, answers, make_recording
                 )
                 results.append(result)
-                print(f"\n{calls} calls:\n{result_table(result, args.stop_above)}", flush=True)
+                if args.floor:
+                    print(f"running {calls} calls against the floor server ...", flush=True)
+                    floors[calls] = run_floor(
+                        args, cfg, calls, scratch, prompts, standin, answers, make_recording
+                    )
+                table = result_table(result, args.stop_above, floors.get(calls))
+                print(f"\n{calls} calls:\n{table}", flush=True)
                 print(f"baseline: {path_line(result.baseline)}", flush=True)
                 print(f"batch: {path_line(result.load)}\n", flush=True)
                 if args.asr == "vosk" and result.load.wait_max >= args.stop_above:
                     break
     finally:
         standin.stop()
-    write_section(args.out, args.asr, section(args, cfg, results, notes))
+    write_section(args.out, args.asr, section(args, cfg, results, notes, floors))
     print(f"written to {args.out}")
 
 
