@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import io
 import os
 import platform
+import random
 import re
 import shutil
 import sqlite3
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -60,9 +63,10 @@ from serverharness import start_server as harness_start_server  # noqa: E402
 from tests.audio_fixtures import KOREAN_ANSWER_SENTENCES  # noqa: E402
 from voice_app.asr.scripted import embed_transcript  # noqa: E402
 from voice_app.audio import PHONE_RATE, Samples, read_wav, resample, to_wav_bytes  # noqa: E402
-from voice_app.simulator import ANSWER, CallerStep  # noqa: E402
-from voice_app.simulator.call import CallSimulator, SimulationError  # noqa: E402
+from voice_app.simulator import ANSWER, CallerStep, SimulationError  # noqa: E402
+from voice_app.simulator.call import CallSimulator  # noqa: E402
 from voice_app.simulator.standin import TwilioStandIn  # noqa: E402
+from voice_app.simulator.stream import StreamSocket  # noqa: E402
 
 # Words per second of the perfect-ASR caller, for the length of its (silent) recordings.
 _SPEAKING_RATE = 2.5
@@ -221,10 +225,13 @@ class MeasuringTransport:
     the next question (<Record> to /voice/answer) or ends the call (<Hangup>).
     """
 
-    def __init__(self, stats: CallStats) -> None:
+    def __init__(self, stats: CallStats, listen_scale: float = 0.0) -> None:
         self.stats = stats
         self.session = requests.Session()
         self._wait_started: float | None = None
+        # Paced (`--paced`): the caller hears each prompt out, as long as its audio lasts
+        # (times this scale), before Twilio goes on to the next verb.
+        self.listen_scale = listen_scale
 
     def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
         """POST a webhook; its status and body."""
@@ -258,7 +265,19 @@ class MeasuringTransport:
             self.stats.connection_errors += 1
             raise
         self.stats.get_latencies.append(time.perf_counter() - started)
+        if self.listen_scale and response.content.startswith(b"RIFF"):
+            time.sleep(_wav_seconds(response.content) * self.listen_scale)
         return response.status_code, response.content
+
+
+    def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
+        """Live mode is not load-tested here (scripts/bench_latency.py measures live calls)."""
+        raise SimulationError("scripts/load_test.py plays record-mode calls only")
+
+
+def _wav_seconds(wav: bytes) -> float:
+    with wave.open(io.BytesIO(wav)) as reader:
+        return float(reader.getnframes() / reader.getframerate())
 
 
 def _asks_or_ends(document: str) -> bool:
@@ -327,15 +346,28 @@ def play_call(
     answers: list[str],
     make_recording: Callable[[str], bytes],
     hold_scale: float,
+    paced: bool = False,
 ) -> None:
-    """One whole call; failures are recorded in `stats`, never raised."""
+    """One whole call; failures are recorded in `stats`, never raised.
+
+    `paced`: the caller also takes the time a person takes (times `hold_scale`): hears every
+    prompt out, and speaks each answer for as long as its recording lasts, times a factor of
+    its own between 0.6 and 1.6 (callers speak at different lengths, so calls drift apart).
+    """
+    speaking = random.Random(stats.number).uniform(0.6, 1.6) * hold_scale if paced else 0.0
+
+    def record(text: str) -> bytes:
+        wav = make_recording(text)
+        time.sleep(_wav_seconds(wav) * speaking)  # Twilio posts once the caller has finished
+        return wav
+
     simulator = CallSimulator(
-        transport=MeasuringTransport(stats),
+        transport=MeasuringTransport(stats, hold_scale if paced else 0.0),
         app_url=server.url,
         auth_token=AUTH_TOKEN,
         standin=standin,
         steps=[CallerStep(ANSWER, text) for text in answers],
-        make_recording=make_recording,
+        make_recording=record,
         on_hold=lambda seconds: time.sleep(seconds * hold_scale),
         consent_key="1",
         from_number=stats.number,
@@ -368,13 +400,14 @@ def run_batch(
     hold_scale: float,
     deadline_seconds: float,
     ramp: float = 0.0,
+    paced: bool = False,
 ) -> Batch:
     """`count` calls, each in its own thread, started over `ramp` seconds (0: all at once)."""
     calls = [CallStats(number=f"+1555{first_number + i:07d}") for i in range(count)]
     threads = [
         threading.Thread(
             target=play_call,
-            args=(server, standin, stats, answers, make_recording, hold_scale),
+            args=(server, standin, stats, answers, make_recording, hold_scale, paced),
             daemon=True,
         )
         for stats in calls
@@ -557,7 +590,7 @@ def run_once(
         with MemoryWatch(server.process.pid) as watch:
             batch = run_batch(
                 server, standin, calls, calls * 10_000, answers, make_recording,
-                args.hold_scale, args.deadline, args.ramp,
+                args.hold_scale, args.deadline, args.ramp, args.paced,
             )
             completed = sum(c.completed for c in batch.calls)
             wait_for_texts(standin, texts_before + completed, 60)
@@ -616,7 +649,7 @@ def run_floor(
         machine_before = machine_cpu_seconds()
         batch = run_batch(
             server, standin, calls, 5_000_000 + calls * 10_000, answers, make_recording,
-            args.hold_scale, args.deadline, args.ramp,
+            args.hold_scale, args.deadline, args.ramp, args.paced,
         )
         server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
         client_cpu = time.process_time() - client_before
@@ -740,6 +773,8 @@ def section(
 ) -> str:
     """The markdown section of this run, with the command line and machine facts."""
     title = "Perfect ASR (scripted)" if cfg.asr == "scripted" else "Real Vosk (Korean model)"
+    if args.paced:
+        title += ", callers at a person's pace"
     command = " ".join(["scripts/load_test.py", *sys.argv[1:]])
     out = [
         f"## {title}",
@@ -754,6 +789,13 @@ def section(
         f"VOICE_APP_HOLD_PAUSE_SECONDS={cfg.hold_pause}. Calls: {cfg.turns} answers each "
         f"(main question and {cfg.turns - 1} follow-ups), the caller presses 1 for the text; "
         f"<Pause> slept x{args.hold_scale:g}; "
+        + (
+            f"paced: each caller hears every prompt out and speaks each answer for its length "
+            f"(x{args.hold_scale:g}, times a factor of its own between 0.6 and 1.6; the "
+            "baseline call is not paced); "
+            if args.paced
+            else "not paced: a caller answers the moment a recording starts; "
+        )
         + (f"calls started over {args.ramp:g} s; " if args.ramp else "all calls started at once; ")
         + "one new connection per request (as from nginx); "
         f"load generator and REST stand-in in one process on the same {os.cpu_count()} cores.",
@@ -843,6 +885,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="VOICE_APP_HOLD_PAUSE_SECONDS of the server")
     parser.add_argument("--hold-scale", type=float, default=1.0,
                         help="sleep this share of each <Pause> (1 = real time)")
+    parser.add_argument("--paced", action="store_true",
+                        help="callers hear prompts out and speak their answers (x --hold-scale)")
     parser.add_argument("--ramp", type=float, default=0.0,
                         help="start the calls evenly over this many seconds (0: all at once)")
     parser.add_argument("--answer-seconds", type=float, default=20.0,
@@ -918,7 +962,8 @@ def main() -> None:
                     break
     finally:
         standin.stop()
-    write_section(args.out, args.asr, section(args, cfg, results, notes, floors))
+    key = f"{args.asr}-paced" if args.paced else args.asr
+    write_section(args.out, key, section(args, cfg, results, notes, floors))
     print(f"written to {args.out}")
 
 
