@@ -266,7 +266,12 @@ class MeasuringTransport:
             raise
         self.stats.get_latencies.append(time.perf_counter() - started)
         if self.listen_scale and response.content.startswith(b"RIFF"):
-            time.sleep(_wav_seconds(response.content) * self.listen_scale)
+            listening = _wav_seconds(response.content) * self.listen_scale
+            time.sleep(listening)
+            if self._wait_started is not None:
+                # Hearing a prompt (the texting question, a holding line) is not waiting in
+                # silence: the caller's wait counts only the rest.
+                self._wait_started += listening
         return response.status_code, response.content
 
 
