@@ -27,7 +27,7 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     source = (ROOT / "tests/corpus/accomplishment_dev.toml").read_text(encoding="utf-8")
     answers = source.split("[[answers]]")
     header = 'question = "accomplishment"\n'
-    for number, split in enumerate(("dev", "heldout", "blind1")):
+    for number, split in enumerate(("dev", "heldout", "blind1", "blind2")):
         chosen = answers[1 + 6 * number : 7 + 6 * number]
         text = header + "".join("[[answers]]" + a for a in chosen)
         (corpus / f"accomplishment_{split}.toml").write_text(text, encoding="utf-8")
@@ -47,11 +47,11 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
     out = tmp_path / "rubric.md"
     assert bench.main(["--out", str(out)]) == 0
     report = out.read_text(encoding="utf-8")
-    for split in ("dev", "heldout", "blind1"):
+    for split in ("dev", "heldout", "blind1", "blind2"):
         assert f"#### {split}" in report
     assert "#### blind\n" not in report
     assert "Split blind skipped: accomplishment_blind.toml does not exist" in report
-    assert "cv fold blind1: fitted on dev + heldout" in report
+    assert "cv fold blind1: fitted on dev + heldout + blind2" in report
 
 
 def test_the_sealed_split_is_reported_as_totals_only(
@@ -80,7 +80,8 @@ def test_errors_of_the_sealed_split_are_refused(
     assert "refused" in capsys.readouterr().err
 
 
-def test_the_real_corpus_has_the_retired_blind_split_as_tuning_data() -> None:
-    with (ROOT / "tests/corpus/accomplishment_blind1.toml").open("rb") as handle:
+@pytest.mark.parametrize(("split", "count"), [("blind1", 48), ("blind2", 72)])
+def test_the_retired_blind_splits_are_tuning_data(split: str, count: int) -> None:
+    with (ROOT / f"tests/corpus/accomplishment_{split}.toml").open("rb") as handle:
         answers = tomllib.load(handle)["answers"]
-    assert len(answers) == 48
+    assert len(answers) == count
