@@ -88,11 +88,15 @@ FILLERS: frozenset[str] = frozenset(
     }
 )
 # A negation before one of these words no longer applies after it ("not at first but then ...").
-CLAUSE_BREAKS: frozenset[str] = frozenset({"but", "however", "although", "though", "whereas"})
+# A reason starts a clause of its own: "we shut because the rent went up" ("cause" is how Vosk
+# often hears a spoken "because").
+CLAUSE_BREAKS: frozenset[str] = frozenset(
+    {"but", "however", "although", "though", "whereas", "because", "cause"}
+)
 # Unpunctuated speech joins clauses with "and" / "so": one of these followed by a new subject starts
 # a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
 # Without a new subject the negation still carries ("we didn't cut costs and improve quality").
-CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "because", "which", "until", "when"})
+CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "which", "until", "when"})
 CLAUSE_SUBJECTS: frozenset[str] = frozenset(
     {
         "i",
@@ -400,13 +404,23 @@ def _clean_word(raw: str) -> list[str]:
 
 
 def _drop_fillers(words: Sequence[str]) -> list[int]:
-    """Indexes of the words that remain once one- and two-word fillers are removed."""
+    """Indexes of the words that remain once fillers and stuttered repeats are removed.
+
+    A speaker who restarts says a word twice ("i i rewrote", "showed the the other staff"); the
+    repeat is dropped so a keyword reads through it. Numbers ("twenty twenty") and the
+    placeholders of a keyword ("{word} {word}") are kept.
+    """
     kept: list[int] = []
     i = 0
     while i < len(words):
         if i + 1 < len(words) and f"{words[i]} {words[i + 1]}" in FILLERS:
             i += 2
-        elif words[i] in FILLERS:
+        elif words[i] in FILLERS or (
+            kept
+            and words[kept[-1]] == words[i]
+            and not _is_number_word(words[i])
+            and not words[i].startswith("{")  # "{word} {word}" in a keyword is two words
+        ):
             i += 1
         else:
             kept.append(i)
@@ -549,6 +563,10 @@ class _Answer:
             if first not in excepted
         }
         self.window = rules.negation.window
+        # Last token of each aim ("the target is to"): it reaches to the end of its clause.
+        self.aims = sorted(
+            {last for phrase in rules.negation.aims for _, last in self.find(phrase)}
+        )
 
     def joined_range(self, start: int, end: int) -> str:
         """The normalised words of tokens start..end-1, as one string."""
@@ -642,12 +660,13 @@ class _Answer:
         return any(following.startswith(cue) for cue in _EXPLAINING_CUES)
 
     def negated(self, first: int) -> bool:
-        """Whether a negation comes shortly before token `first`, in the same clause."""
+        """Whether a negation comes shortly before token `first`, or an aim anywhere before it,
+        in the same clause."""
         clause = self.tokens[first].clause
         return any(
             j in self.negations and self.tokens[j].clause == clause
             for j in range(max(0, first - self.window), first)
-        )
+        ) or any(j < first and self.tokens[j].clause == clause for j in self.aims)
 
     def quote(self, first: int, last: int) -> tuple[str, range]:
         """The caller's own words around tokens first..last, and the tokens they cover.
