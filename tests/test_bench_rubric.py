@@ -52,6 +52,12 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
     assert "#### blind\n" not in report
     assert "Split blind skipped: accomplishment_blind.toml does not exist" in report
     assert "cv fold blind1: fitted on dev + heldout + blind2" in report
+    # Leave one split out: a row per held-out split and system, then the pooled figures.
+    table = report.split("#### leave-one-split-out cross-validation", 1)[1].split("\n\n")[1]
+    rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
+    held_out = ["dev", "heldout", "blind1", "blind2", "pooled"]
+    systems = ["rules", "pruned-kw", "pruned", "cv", "learned"]
+    assert rows == [[f"| {split}", system] for split in held_out for system in systems]
 
 
 def test_the_sealed_split_is_reported_as_totals_only(
@@ -70,6 +76,45 @@ def test_the_sealed_split_is_reported_as_totals_only(
     printed = capsys.readouterr().out
     assert "misjudged answers (blind1" in printed
     assert "sealed-d0" not in printed  # no answer of the sealed split is ever named
+
+
+def test_the_sealed_split_is_never_a_fold_of_the_cross_validation(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    _write_blind(bench)
+    out = tmp_path / "rubric.md"
+    assert bench.main(["--out", str(out)]) == 0
+    table = out.read_text(encoding="utf-8").split("#### leave-one-split-out", 1)[1]
+    assert "| blind |" not in table
+    assert "fitted on dev + heldout + blind1:" in out.read_text(encoding="utf-8")  # not + blind
+
+
+def test_pruning_drops_the_keywords_only_the_held_out_writer_uses(bench: ModuleType) -> None:
+    rules = bench.load_question("accomplishment")
+    held_out = [
+        bench.Labelled(
+            "h", "honestly the waste does my head in and i am proud of it", {"values"}, ""
+        )
+    ]
+    train = [bench.Labelled("t", "i am really proud of the new rota", {"values"}, "")]
+    pruned, dropped = bench.prune_unseen(bench.Counted(rules), train, held_out)
+    values = pruned.dimensions["values"].keywords
+    assert "does my head in" not in values  # only the held-out writer says it
+    assert "proud" in values  # another writer's answer supports it
+    assert dropped >= 1
+    # With no other writer's support left, the held-out answer shows no values.
+    alone = [bench.Labelled("h", "honestly the waste does my head in", {"values"}, "")]
+    pruned, _ = bench.prune_unseen(bench.Counted(rules), train, alone)
+    run = bench.evaluate(bench.System(pruned), alone)
+    assert run.scores["values"].fn == 1
+
+
+def test_families_written_out_are_judged_phrase_by_phrase(bench: ModuleType) -> None:
+    rules = bench.load_question("accomplishment")
+    expanded = bench.expand_families(rules).dimensions["helping_others"].keywords
+    assert "{teach} {people}" not in expanded
+    assert "coached the team" in expanded and "mentored junior*" in expanded
+    assert all("{teach}" not in k and "{people}" not in k for k in expanded)
 
 
 def test_errors_of_the_sealed_split_are_refused(

@@ -745,6 +745,29 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     return DimensionResult(False, (), hinted)
 
 
+def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Per dimension, every keyword heard in the answers that counts (not negated, not ignored).
+
+    The evidence of `analyze` stops at a few quotes; this lists every keyword, for measuring
+    which keywords carry the verdicts (scripts/bench_rubric.py).
+    """
+    prepared = [_Answer(text, rules) for text in answers]
+    counted: dict[str, tuple[str, ...]] = {}
+    for name in rules.probe_order:
+        dimension = rules.dimensions[name]
+        ignored = [answer.covered(dimension.ignore) for answer in prepared]
+        counted[name] = tuple(
+            keyword
+            for keyword in dimension.keywords
+            if any(
+                not answer.negated(first) and not ignored[n].intersection(range(first, last + 1))
+                for n, answer in enumerate(prepared)
+                for first, last in answer.find(keyword)
+            )
+        )
+    return counted
+
+
 def windows(count: int, size: int, stride: int) -> list[tuple[int, int]]:
     """(start, end) token ranges of overlapping windows over `count` tokens.
 
