@@ -674,6 +674,10 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # Contribution: an act, not a job description in the present tense.
     ("i drive a bus", set(), {"contribution"}),
     ("i deliver for a supermarket", set(), {"contribution"}),
+    ("i'd rewired the whole panel before the inspector came", {"contribution"}, set()),
+    ("i got the landlord to fix the heating", {"contribution"}, set()),
+    ("doing the whole stock take on my own", {"contribution"}, set()),
+    ("i tried to be friendly with everyone", set(), {"contribution"}),
     # A negation does not reach past "and" / "so" when a new subject starts a new clause.
     ("it wasn't part of my job and now the whole team uses it", {"results"}, set()),
     ("we couldn't get parts so i rebuilt the pump", {"contribution"}, set()),
@@ -699,6 +703,12 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("i painted the playroom for nothing", {"above_and_beyond"}, set()),
     ("it wasn't my call to make but the manager was away", {"above_and_beyond"}, set()),
     ("i'd do it for nothing honestly", set(), {"above_and_beyond"}),
+    ("it wasn't my department but i sorted the rota anyway", {"above_and_beyond"}, set()),
+    ("i was supposed to be off that week", {"above_and_beyond"}, set()),
+    ("it wasn't my fault the order was late", set(), {"above_and_beyond"}),
+    # ... and feelings with a word between "i" and the verb.
+    ("i genuinely enjoy fixing old engines", {"values"}, set()),
+    ("i absolutely hate seeing good food binned", {"values"}, set()),
     ("we sell free range eggs", set(), {"above_and_beyond"}),
     # Helping others: going through it with people, letting them shadow.
     ("i went through the new forms with each of the drivers", {"helping_others"}, set()),

@@ -257,7 +257,8 @@ _NOT_ACTIONS = _word_list(
     "arrived belonged happened qualified graduated retired struggled failed expected "
     "assumed imagined preferred panicked appreciated hated feared doubted tired bored "
     "interested involved engaged based aged named married excited pleased surprised amazed "
-    "scared stressed overwhelmed red bed shed wed need feed bleed speed seed weed breed"
+    "scared stressed overwhelmed red bed shed wed need feed bleed speed seed weed breed tried "
+    "attempted"
 )
 _IRREGULAR_ACTIONS = _word_list(
     "built rebuilt wrote rewrote ran led made remade took undertook set reset found "
@@ -275,9 +276,10 @@ _AGENT_ADVERBS = _word_list(
 _ACTION_PATTERN = (
     "(?:(?:" + "|".join(_AGENT_ADVERBS) + ") )*"
     "(?:"
-    # "had to call", "managed to get", "decided to rebuild": the act follows "to".
+    # "had to call", "managed to get", "decided to rebuild": the act follows "to" ("tried to be
+    # everyone's friend" reports a manner, not an act).
     r"(?:had|managed|decided|tried|was able|went on|offered|asked|started|began|chose|agreed|"
-    r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to \S+"
+    r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to (?!be(?!\S))\S+"
     "|(?!(?:" + "|".join(_NOT_ACTIONS) + r")(?!\S))[a-z]+ed"
     "|(?:" + "|".join(_IRREGULAR_ACTIONS) + r")(?!\S)"
     ")"
