@@ -674,7 +674,7 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # Contribution: an act, not a job description in the present tense.
     ("i drive a bus", set(), {"contribution"}),
     ("i deliver for a supermarket", set(), {"contribution"}),
-    ("i'd rewired the whole panel before the inspector came", {"contribution"}, set()),
+    ("if i ran it again i would ask for help", set(), {"contribution"}),
     ("i got the landlord to fix the heating", {"contribution"}, set()),
     ("doing the whole stock take on my own", {"contribution"}, set()),
     ("i tried to be friendly with everyone", set(), {"contribution"}),
