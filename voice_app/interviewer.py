@@ -11,10 +11,12 @@ word that reports doing something ("built", "rewrote", "had to call"; not "think
 "loved"), `{NAME}` for any phrase of the word family NAME defined in the rules file's `[words]`
 table, and a trailing `*` on a word for any ending.
 
-Beyond keyword hits, three general mechanisms guard against the obvious traps: a negation shortly
-before a keyword in the same clause cancels it ("we never measured it"); a dimension's `ignore`
-phrases cover look-alikes ("a hundred percent sure" is not a result); and acronyms or jargon left
-unexplained ("we moved the e t l to kafka") count against the dimension named in `[jargon]`.
+Beyond keyword hits, general mechanisms guard against the obvious traps: a negation shortly
+before a keyword in the same clause cancels it ("we never measured it"), and so does an aim
+anywhere before it in the clause ("the target was to cut overtime by twenty percent"); a
+dimension's `ignore` phrases cover look-alikes ("a hundred percent sure" is not a result);
+acronyms or jargon left unexplained ("we moved the e t l to kafka") count against the dimension
+named in `[jargon]`; and stuttered repeats ("showed the the staff") are dropped like fillers.
 
 A second, semantic signal (optional, per dimension) catches what no keyword list foresees: the
 answer is cut into overlapping windows of words, each window and each of a dimension's `examples`
