@@ -709,6 +709,19 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # ... and feelings with a word between "i" and the verb.
     ("i genuinely enjoy fixing old engines", {"values"}, set()),
     ("i absolutely hate seeing good food binned", {"values"}, set()),
+    # Phrasings no labelled answer used: what the work means to the speaker ...
+    ("it's personal for me because my dad was a carer", {"values"}, set()),
+    ("nothing beats the look on a kid's face when it clicks", {"values"}, set()),
+    ("i know what it's like to be the new one nobody talks to", {"values"}, set()),
+    # ... what they did unasked or out of hours ...
+    ("nobody told me to but i rewrote the manual", {"above_and_beyond"}, set()),
+    ("i ran the sessions in my lunch breaks", {"above_and_beyond"}, set()),
+    ("it wasn't in my job description but someone had to do it", {"above_and_beyond"}, set()),
+    ("it's in my job description to check the fridges", set(), {"above_and_beyond"}),
+    # ... and outcomes said as records, standards and targets met.
+    ("we had our best ever year for bookings", {"results"}, set()),
+    ("my checklist became the standard for the whole trust", {"results"}, set()),
+    ("we beat the target by a week", {"results"}, set()),
     ("we sell free range eggs", set(), {"above_and_beyond"}),
     # Helping others: going through it with people, letting them shadow.
     ("i went through the new forms with each of the drivers", {"helping_others"}, set()),
