@@ -351,7 +351,9 @@ def main() -> None:
                 finally:
                     stop_server(server)
             print("capacity: live calls at once, real time", flush=True)
-            live_settings = {**base, "VOICE_APP_MAX_FOLLOW_UPS": "1", "VOICE_APP_MODE": "live"}
+            live_settings = {**base, "VOICE_APP_MAX_FOLLOW_UPS": "1", "VOICE_APP_MODE": "live",
+                             # No cap: this phase finds the machine's capacity (the cap's basis).
+                             "VOICE_APP_LIVE_MAX_CALLS": str(max(capacity_levels))}
             server = start_server(root / "capacity", prompts, standin.base_url, live_settings,
                                   threads=max(16, 2 * max(capacity_levels) + 4))
             capacity: list[Capacity] = []

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import io
 import os
 import platform
+import random
 import re
 import shutil
 import sqlite3
@@ -31,9 +33,10 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,9 +63,10 @@ from serverharness import start_server as harness_start_server  # noqa: E402
 from tests.audio_fixtures import KOREAN_ANSWER_SENTENCES  # noqa: E402
 from voice_app.asr.scripted import embed_transcript  # noqa: E402
 from voice_app.audio import PHONE_RATE, Samples, read_wav, resample, to_wav_bytes  # noqa: E402
-from voice_app.simulator import ANSWER, CallerStep  # noqa: E402
-from voice_app.simulator.call import CallSimulator, SimulationError  # noqa: E402
+from voice_app.simulator import ANSWER, CallerStep, SimulationError  # noqa: E402
+from voice_app.simulator.call import CallSimulator  # noqa: E402
 from voice_app.simulator.standin import TwilioStandIn  # noqa: E402
+from voice_app.simulator.stream import StreamSocket  # noqa: E402
 
 # Words per second of the perfect-ASR caller, for the length of its (silent) recordings.
 _SPEAKING_RATE = 2.5
@@ -189,6 +193,13 @@ def server_cpu_seconds(root: int) -> float:
     return sum(_cpu_seconds(pid) for pid in process_tree(root))
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores of the machine have been busy so far (every process, from /proc)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the calls --------------------------------------------------------------------------------
 
 
@@ -214,10 +225,13 @@ class MeasuringTransport:
     the next question (<Record> to /voice/answer) or ends the call (<Hangup>).
     """
 
-    def __init__(self, stats: CallStats) -> None:
+    def __init__(self, stats: CallStats, listen_scale: float = 0.0) -> None:
         self.stats = stats
         self.session = requests.Session()
         self._wait_started: float | None = None
+        # Paced (`--paced`): the caller hears each prompt out, as long as its audio lasts
+        # (times this scale), before Twilio goes on to the next verb.
+        self.listen_scale = listen_scale
 
     def post(self, url: str, params: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
         """POST a webhook; its status and body."""
@@ -251,7 +265,24 @@ class MeasuringTransport:
             self.stats.connection_errors += 1
             raise
         self.stats.get_latencies.append(time.perf_counter() - started)
+        if self.listen_scale and response.content.startswith(b"RIFF"):
+            listening = _wav_seconds(response.content) * self.listen_scale
+            time.sleep(listening)
+            if self._wait_started is not None:
+                # Hearing a prompt (the texting question, a holding line) is not waiting in
+                # silence: the caller's wait counts only the rest.
+                self._wait_started += listening
         return response.status_code, response.content
+
+
+    def open_socket(self, url: str, headers: dict[str, str]) -> StreamSocket:
+        """Live mode is not load-tested here (scripts/bench_latency.py measures live calls)."""
+        raise SimulationError("scripts/load_test.py plays record-mode calls only")
+
+
+def _wav_seconds(wav: bytes) -> float:
+    with wave.open(io.BytesIO(wav)) as reader:
+        return float(reader.getnframes() / reader.getframerate())
 
 
 def _asks_or_ends(document: str) -> bool:
@@ -320,15 +351,28 @@ def play_call(
     answers: list[str],
     make_recording: Callable[[str], bytes],
     hold_scale: float,
+    paced: bool = False,
 ) -> None:
-    """One whole call; failures are recorded in `stats`, never raised."""
+    """One whole call; failures are recorded in `stats`, never raised.
+
+    `paced`: the caller also takes the time a person takes (times `hold_scale`): hears every
+    prompt out, and speaks each answer for as long as its recording lasts, times a factor of
+    its own between 0.6 and 1.6 (callers speak at different lengths, so calls drift apart).
+    """
+    speaking = random.Random(stats.number).uniform(0.6, 1.6) * hold_scale if paced else 0.0
+
+    def record(text: str) -> bytes:
+        wav = make_recording(text)
+        time.sleep(_wav_seconds(wav) * speaking)  # Twilio posts once the caller has finished
+        return wav
+
     simulator = CallSimulator(
-        transport=MeasuringTransport(stats),
+        transport=MeasuringTransport(stats, hold_scale if paced else 0.0),
         app_url=server.url,
         auth_token=AUTH_TOKEN,
         standin=standin,
         steps=[CallerStep(ANSWER, text) for text in answers],
-        make_recording=make_recording,
+        make_recording=record,
         on_hold=lambda seconds: time.sleep(seconds * hold_scale),
         consent_key="1",
         from_number=stats.number,
@@ -361,13 +405,14 @@ def run_batch(
     hold_scale: float,
     deadline_seconds: float,
     ramp: float = 0.0,
+    paced: bool = False,
 ) -> Batch:
     """`count` calls, each in its own thread, started over `ramp` seconds (0: all at once)."""
     calls = [CallStats(number=f"+1555{first_number + i:07d}") for i in range(count)]
     threads = [
         threading.Thread(
             target=play_call,
-            args=(server, standin, stats, answers, make_recording, hold_scale),
+            args=(server, standin, stats, answers, make_recording, hold_scale, paced),
             daemon=True,
         )
         for stats in calls
@@ -516,6 +561,7 @@ class RunResult:
     memory_after: MemorySample
     server_cpu: float
     client_cpu: float
+    other_cpu: float  # other processes on the machine during the batch (they share the cores)
     database: dict[str, str]
     log: dict[str, int]
     settle: float
@@ -544,16 +590,18 @@ def run_once(
         memory_before = sample_memory(server.process.pid, time.monotonic())
         cpu_before = server_cpu_seconds(server.process.pid)
         client_before = time.process_time()
+        machine_before = machine_cpu_seconds()
         texts_before = len(standin.texts)
         with MemoryWatch(server.process.pid) as watch:
             batch = run_batch(
                 server, standin, calls, calls * 10_000, answers, make_recording,
-                args.hold_scale, args.deadline, args.ramp,
+                args.hold_scale, args.deadline, args.ramp, args.paced,
             )
             completed = sum(c.completed for c in batch.calls)
             wait_for_texts(standin, texts_before + completed, 60)
             server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
             client_cpu = time.process_time() - client_before
+            other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
             time.sleep(args.settle)
         load = figures(batch, standin)
         memory_after = watch.samples[-1]
@@ -567,10 +615,51 @@ def run_once(
             memory_after=memory_after,
             server_cpu=server_cpu,
             client_cpu=client_cpu,
+            other_cpu=max(0.0, other_cpu),
             database=database_facts(server.data),
             log=log_problems(server.log()),
             settle=args.settle,
         )
+    finally:
+        stop_server(server)
+
+
+@dataclass
+class FloorResult:
+    """The same batch against `scripts/floor_server.py`, a server that does no work."""
+
+    load: Figures
+    server_cpu: float
+    client_cpu: float
+    other_cpu: float
+
+
+def run_floor(
+    args: argparse.Namespace,
+    cfg: ServerConfig,
+    calls: int,
+    scratch: Path,
+    prompts: Path,
+    standin: TwilioStandIn,
+    answers: list[str],
+    make_recording: Callable[[str], bytes],
+) -> FloorResult:
+    """The same calls at once against a server answering fixed TwiML: the generator's floor."""
+    floor = replace(cfg, command=(sys.executable, str(ROOT / "scripts" / "floor_server.py")))
+    server = start_server(floor, scratch / f"floor-{calls}", prompts, standin.base_url)
+    try:
+        time.sleep(2)
+        cpu_before = server_cpu_seconds(server.process.pid)
+        client_before = time.process_time()
+        machine_before = machine_cpu_seconds()
+        batch = run_batch(
+            server, standin, calls, 5_000_000 + calls * 10_000, answers, make_recording,
+            args.hold_scale, args.deadline, args.ramp, args.paced,
+        )
+        server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
+        client_cpu = time.process_time() - client_before
+        other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
+        return FloorResult(figures(batch, standin), server_cpu, client_cpu, max(0.0, other_cpu))
     finally:
         stop_server(server)
 
@@ -582,7 +671,9 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def result_table(result: RunResult, wait_goal: float | None) -> str:
+def result_table(
+    result: RunResult, wait_goal: float | None, floor: FloorResult | None = None
+) -> str:
     """A markdown table: the batch against the single-call baseline of the same server."""
     b, f = result.baseline, result.load
     ratio = f"{f.p99_ms / b.p99_ms:.1f}x" if b.p99_ms else ""
@@ -619,8 +710,20 @@ def result_table(result: RunResult, wait_goal: float | None) -> str:
          f"({result.memory_after.pss_mb:.0f}) MB",
          f"growth kept: {mem_growth:+.0f} MB"),
         ("CPU during the batch", "", f"server {result.server_cpu:.0f} s, "
-         f"load generator {result.client_cpu:.0f} s", ""),
+         f"load generator {result.client_cpu:.0f} s, other processes {result.other_cpu:.0f} s",
+         ""),
     ]
+    if floor is not None:
+        f0 = floor.load
+        rows.append(
+            (
+                "Same calls, server doing no work: p50 / p95 / p99",
+                "",
+                f"{f0.p50_ms:.1f} / {f0.p95_ms:.1f} / {f0.p99_ms:.1f} ms",
+                f"floor: {f0.completed}/{f0.calls} calls, server {floor.server_cpu:.0f} s CPU, "
+                f"load generator {floor.client_cpu:.0f} s, other processes {floor.other_cpu:.0f} s",
+            )
+        )
     lines = [
         "| Measure | 1 call alone (baseline) | " + f"{result.calls} calls at once | Goal |",
         "|---|---|---|---|",
@@ -667,10 +770,16 @@ def _status_kb_file(path: str, key: str) -> int:
 
 
 def section(
-    args: argparse.Namespace, cfg: ServerConfig, results: list[RunResult], notes: list[str]
+    args: argparse.Namespace,
+    cfg: ServerConfig,
+    results: list[RunResult],
+    notes: list[str],
+    floors: dict[int, FloorResult] | None = None,
 ) -> str:
     """The markdown section of this run, with the command line and machine facts."""
     title = "Perfect ASR (scripted)" if cfg.asr == "scripted" else "Real Vosk (Korean model)"
+    if args.paced:
+        title += ", callers at a person's pace"
     command = " ".join(["scripts/load_test.py", *sys.argv[1:]])
     out = [
         f"## {title}",
@@ -685,16 +794,38 @@ def section(
         f"VOICE_APP_HOLD_PAUSE_SECONDS={cfg.hold_pause}. Calls: {cfg.turns} answers each "
         f"(main question and {cfg.turns - 1} follow-ups), the caller presses 1 for the text; "
         f"<Pause> slept x{args.hold_scale:g}; "
+        + (
+            f"paced: each caller hears every prompt out and speaks each answer for its length "
+            f"(x{args.hold_scale:g}, times a factor of its own between 0.6 and 1.6; the "
+            "baseline call is not paced); "
+            if args.paced
+            else "not paced: a caller answers the moment a recording starts; "
+        )
         + (f"calls started over {args.ramp:g} s; " if args.ramp else "all calls started at once; ")
         + "one new connection per request (as from nginx); "
-        "load generator and REST stand-in in one process on the same 2 cores.",
+        f"load generator and REST stand-in in one process on the same {os.cpu_count()} cores.",
         "",
     ]
     out += notes
     for result in results:
         wait_goal = args.stop_above if cfg.asr == "vosk" else None
-        out += [f"### {result.calls} simultaneous calls", "", result_table(result, wait_goal), ""]
-        out += [path_line(result.load) + ".", "", memory_trace(result), ""]
+        floor = (floors or {}).get(result.calls)
+        out += [
+            f"### {result.calls} simultaneous calls",
+            "",
+            result_table(result, wait_goal, floor),
+            "",
+        ]
+        out += [path_line(result.load) + ".", ""]
+        if floor is not None:
+            out += [
+                "Floor (`--floor`): the same calls, in the same run, against "
+                "`scripts/floor_server.py`, which answers every webhook with fixed TwiML and "
+                "does nothing else (no database, no signature check, no jobs) under the same "
+                f"gunicorn settings. {path_line(floor.load)}.",
+                "",
+            ]
+        out += [memory_trace(result), ""]
         out += [
             "Database after the run: "
             + "; ".join(f"{k}: {v}" for k, v in result.database.items())
@@ -759,6 +890,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="VOICE_APP_HOLD_PAUSE_SECONDS of the server")
     parser.add_argument("--hold-scale", type=float, default=1.0,
                         help="sleep this share of each <Pause> (1 = real time)")
+    parser.add_argument("--paced", action="store_true",
+                        help="callers hear prompts out and speak their answers (x --hold-scale)")
     parser.add_argument("--ramp", type=float, default=0.0,
                         help="start the calls evenly over this many seconds (0: all at once)")
     parser.add_argument("--answer-seconds", type=float, default=20.0,
@@ -771,6 +904,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="most seconds a batch of calls may take")
     parser.add_argument("--server-command", default=VOICE_APP,
                         help="how to run voice-app (e.g. a profiling wrapper); split on spaces")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the same calls against scripts/floor_server.py (no work)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "load.md")
     args = parser.parse_args(argv)
     args.call_counts = [int(n) for n in str(args.calls).split(",") if n.strip()]
@@ -802,6 +937,7 @@ def main() -> None:
         answers, make_recording = scripted_recordings(args.turns)
     standin = TwilioStandIn(ACCOUNT_SID, AUTH_TOKEN, free_port()).start()
     results: list[RunResult] = []
+    floors: dict[int, FloorResult] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="voice-app-load-") as folder:
             scratch = Path(folder)
@@ -818,14 +954,21 @@ def main() -> None:
                     args, cfg, calls, scratch, prompts, standin, answers, make_recording
                 )
                 results.append(result)
-                print(f"\n{calls} calls:\n{result_table(result, args.stop_above)}", flush=True)
+                if args.floor:
+                    print(f"running {calls} calls against the floor server ...", flush=True)
+                    floors[calls] = run_floor(
+                        args, cfg, calls, scratch, prompts, standin, answers, make_recording
+                    )
+                table = result_table(result, args.stop_above, floors.get(calls))
+                print(f"\n{calls} calls:\n{table}", flush=True)
                 print(f"baseline: {path_line(result.baseline)}", flush=True)
                 print(f"batch: {path_line(result.load)}\n", flush=True)
                 if args.asr == "vosk" and result.load.wait_max >= args.stop_above:
                     break
     finally:
         standin.stop()
-    write_section(args.out, args.asr, section(args, cfg, results, notes))
+    key = f"{args.asr}-paced" if args.paced else args.asr
+    write_section(args.out, key, section(args, cfg, results, notes, floors))
     print(f"written to {args.out}")
 
 

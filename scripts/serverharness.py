@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 VOICE_APP = str(Path(sys.executable).with_name("voice-app"))
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "bench-secret"
@@ -57,6 +58,8 @@ def server_env(data: Path, port: int, standin_url: str, settings: dict[str, str]
         VOICE_APP_DATABASE_URL=f"sqlite:///{data / 'voice_app.sqlite3'}",
         # gunicorn (25.1+) puts its control socket here, else one shared path in $HOME.
         XDG_RUNTIME_DIR=str(data),
+        # The server runs the code of the tree this script is in, not whatever the venv installed.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     env.update(settings)
     return env

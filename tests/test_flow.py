@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from voice_app import flow
+from voice_app import flow, interviewer
 from voice_app.config import load_settings
 from voice_app.flow import AskConsent, Call, HangUp, Hold, Listen, Speak
 from voice_app.script import Script, load_script
@@ -343,3 +343,92 @@ def test_the_analysis_made_while_an_answer_is_spoken_is_reused(
     first = flow.analysis_for(rules, [WEAK_ANSWER])
     monkeypatch.setattr(flow.interviewer, "analyze", lambda *_: pytest.fail("analysed again"))
     assert flow.analysis_for(rules, [WEAK_ANSWER]) is first
+
+
+STRONG_ANSWER = (
+    "i led the move of our billing system to a new platform and we cut costs by twenty percent"
+)
+
+
+def transcribed(script: Script, text: str) -> Call:
+    """A call whose first answer has just been transcribed; the caller is holding."""
+    call = flow.start(script, "CA1").call
+    flow.on_answer(script, call, 0, recording_url=URL)
+    flow.on_consent(script, call, "1")
+    call.turns[0].status = flow.TRANSCRIBED
+    call.turns[0].transcript = text
+    return call
+
+
+@pytest.mark.parametrize("text", [WEAK_ANSWER, STRONG_ANSWER])
+def test_a_follow_up_from_the_analysis_worked_out_ahead_is_the_one_worked_out_then(
+    script: Script, text: str
+) -> None:
+    fresh = transcribed(script, text)
+    ahead = transcribed(script, text)
+    ahead.analysis = flow.analysis_ahead(script, ahead)
+
+    assert ahead.analysis is not None
+    assert ahead.analysis.analysis == interviewer.analyze(script.questions[0], [text])
+    assert flow.on_wait(script, ahead, 0, 1).reply == flow.on_wait(script, fresh, 0, 1).reply
+    assert ahead.turns == fresh.turns and ahead.probed == fresh.probed
+
+
+def shown_first(script: Script, answers: list[str]) -> flow.KnownAnalysis:
+    """An analysis of `answers` that (wrongly) finds the first dimension of the rules shown."""
+    rules = script.questions[0]
+    real = interviewer.analyze(rules, [WEAK_ANSWER])
+    first = interviewer.DimensionResult(True, ("a quote",))
+    analysis = replace(real, dimensions={**real.dimensions, rules.probe_order[0]: first})
+    return flow.KnownAnalysis(rules.id, flow.answers_key(answers), analysis)
+
+
+def test_picking_the_follow_up_reads_the_analysis_worked_out_ahead(script: Script) -> None:
+    call = transcribed(script, WEAK_ANSWER)
+    call.analysis = shown_first(script, [WEAK_ANSWER])
+
+    flow.on_wait(script, call, 0, 1)
+
+    # Worked out afresh, the weak answer is asked about the first dimension (test above).
+    assert call.current is not None and call.current.kind == flow.FOLLOW_UP
+    assert call.current.dimension != script.questions[0].probe_order[0]
+
+
+def test_an_analysis_of_other_answers_is_not_used(script: Script) -> None:
+    call = transcribed(script, WEAK_ANSWER)
+    call.analysis = shown_first(script, ["what the caller said before correcting it"])
+
+    flow.on_wait(script, call, 0, 1)
+
+    assert call.current is not None
+    assert call.current.dimension == script.questions[0].probe_order[0]
+
+
+def test_an_analysis_made_before_the_latest_answer_is_worked_out_again(script: Script) -> None:
+    call = transcribed(script, WEAK_ANSWER)
+    call.analysis = flow.analysis_ahead(script, call)
+    flow.on_wait(script, call, 0, 1)
+    follow_up = call.current
+    assert follow_up is not None
+    flow.on_answer(script, call, follow_up.number, recording_url=URL + "2")
+    follow_up.status, follow_up.transcript = flow.TRANSCRIBED, STRONG_ANSWER
+
+    again = flow.analysis_ahead(script, call)
+
+    assert again is not None and again != call.analysis
+    assert again.analysis == interviewer.analyze(script.questions[0], [WEAK_ANSWER, STRONG_ANSWER])
+
+
+def test_an_analysis_already_worked_out_is_not_done_twice(
+    script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = transcribed(script, WEAK_ANSWER)
+    call.analysis = flow.analysis_ahead(script, call)
+
+    def analyze(*_args: object) -> None:
+        raise AssertionError("analysed again")
+
+    monkeypatch.setattr(interviewer, "analyze", analyze)
+    assert flow.analysis_ahead(script, call) is call.analysis
+    flow.on_wait(script, call, 0, 1)  # picks the follow-up without analysing
+    assert call.current is not None and call.current.kind == flow.FOLLOW_UP

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import CALLER, FakeRecordings, Twilio, heard
+from voice_app import line
 from voice_app.asr.scripted import embed_transcript
 from voice_app.cli import main
 from voice_app.purge import purge
@@ -168,3 +169,68 @@ def test_purge_command_reports_what_it_deleted(
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith("deleted 0 calls")
+
+
+def between_read_and_write(
+    monkeypatch: pytest.MonkeyPatch, happen: Any, *, reads_before: int = 0
+) -> None:
+    """Run `happen` once, after a webhook has read the call and before it takes the write lock
+    (after `reads_before` earlier reads without the lock)."""
+    real = line.read_snapshot
+    reads = [0]
+
+    def reading_then(session: Any, call_sid: str, *, lock: bool = False) -> line.Snapshot:
+        snapshot = real(session, call_sid, lock=lock)
+        if not lock:
+            reads[0] += 1
+            if reads[0] == reads_before + 1:
+                happen()
+        return snapshot
+
+    monkeypatch.setattr(line, "read_snapshot", reading_then)
+
+
+def test_a_transcript_landing_while_a_webhook_is_under_way_is_not_lost(
+    twilio: Twilio, services: Services, recordings: FakeRecordings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recordings.audio[RECORDING] = embed_transcript(silence_wav(2), "we opened a new clinic")
+    twilio.twiml("/voice/incoming", **params())
+    twilio.twiml("/voice/answer?turn=0", **params(RecordingUrl=RECORDING, Digits="#"))
+    twilio.twiml("/voice/consent", **params(Digits="1"))
+    last_attempt = -(-services.script.max_wait_seconds // services.script.hold_seconds)
+    # The caller has held as long as allowed; the transcription finishes while this request,
+    # having read the call as still waiting, is on its way to give up on the answer.
+    # (Its first read checks whether it only holds; its second is the one it acts on.)
+    between_read_and_write(monkeypatch, services.worker.drain, reads_before=1)
+
+    root = twilio.twiml(f"/voice/wait?turn=0&attempt={last_attempt}", **params())
+
+    assert services.script.lines.could_not_listen not in heard(root, services)
+    record = root.find("./Record")
+    assert record is not None and "turn=1" in record.get("action", "")  # the follow-up
+    with services.store.reading() as session:
+        turn = session.scalars(select(TurnRow).where(TurnRow.number == 0)).one()
+    assert turn.status == "transcribed" and turn.transcript == "we opened a new clinic"
+
+
+def test_a_retry_arriving_while_the_first_delivery_is_under_way_advances_the_call_once(
+    twilio: Twilio, services: Services, recordings: FakeRecordings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recordings.audio[RECORDING] = embed_transcript(silence_wav(2), "we opened a new clinic")
+    twilio.twiml("/voice/incoming", **params())
+    form = params(RecordingUrl=RECORDING, Digits="#")
+    headers = {
+        "I-Twilio-Idempotency-Token": "token-2",
+        "X-Twilio-Signature": twilio.sign("/voice/answer?turn=0", form),
+    }
+    answers = []
+
+    def retry() -> None:
+        answers.append(twilio.client.post("/voice/answer?turn=0", data=form, headers=headers))
+
+    between_read_and_write(monkeypatch, retry)
+    first = twilio.client.post("/voice/answer?turn=0", data=form, headers=headers)
+
+    assert first.status_code == answers[0].status_code == 200
+    assert first.get_data() == answers[0].get_data()
+    assert jobs(services, "transcribe") == 1

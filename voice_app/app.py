@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, after_this_request, g, has_request_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voice_app import interviewer, redact
+from voice_app.analyst import Analyst
 from voice_app.asr import Recognizer, bounded, load_recognizer
 from voice_app.config import Settings, load_settings
-from voice_app.embedding import Encoder, load_encoder
+from voice_app.embedding import Encoder, load_encoder, model_dir_of
 from voice_app.errors import ConfigError
 from voice_app.line import PracticeLine
 from voice_app.recordings import RecordingSource, TwilioRecordings
@@ -62,7 +63,7 @@ def create_app(
         interviewer.analyze(rules, ["warm up"], script.encoder)
     prompts = PromptCache(settings.prompt_dir, voice=settings.tts_voice, rate=settings.tts_rate)
     worker = Worker(store, {}, threads=settings.workers)
-    line = PracticeLine(script, store, settings.question_bank, worker.notify)
+    line = PracticeLine(script, store, settings.question_bank, _after_response(worker.notify))
     tasks = Tasks(
         store=store,
         script=script,
@@ -120,8 +121,41 @@ def start_background_work(app: Flask) -> None:
     if services.settings.workers > 0:
         with services.store.transaction() as session:
             schedule_purge(session)
+        # Rubric analyses leave this process, whose GIL the webhooks need (see analyst.py);
+        # not with an encoder another process cannot load (one a test passed in).
+        encoder = services.script.encoder
+        model_dir = model_dir_of(encoder) if encoder is not None else None
+        if encoder is None or model_dir is not None:
+            questions = [rules.id for rules in services.script.questions]
+            analyst = Analyst(services.settings.grammars_path, questions, model_dir)
+            services.tasks.analyst = analyst
+            services.worker.on_stop(analyst.stop)
+            analyst.start()
         services.worker.start()
         _render_prompts_in_background(services)
+
+
+def _after_response(wake: Callable[[], None]) -> Callable[[], None]:
+    """`wake`, put off until the current request's answer has been sent (at once outside one).
+
+    A job thread woken while the webhook still renders its TwiML competes with it for this
+    process's GIL; the caller's answer goes first, the job a moment later.
+    """
+
+    def wake_after_response() -> None:
+        if not has_request_context():
+            wake()
+            return
+        if g.get("wake_after_response"):
+            return
+        g.wake_after_response = True
+
+        @after_this_request
+        def wake_on_close(response: Response) -> Response:
+            response.call_on_close(wake)
+            return response
+
+    return wake_after_response
 
 
 def get_services(app: Flask) -> Services:

@@ -222,6 +222,14 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_positive_int,
     ),
     Setting(
+        "live_max_calls",
+        "VOICE_APP_LIVE_MAX_CALLS",
+        "0",
+        "Live mode: most live calls this machine carries at once (all server processes "
+        "together); 0 means two per CPU core. A call beyond it goes on in record mode.",
+        _parse_positive_int,
+    ),
+    Setting(
         "live_barge_in",
         "VOICE_APP_LIVE_BARGE_IN",
         "true",
@@ -326,6 +334,7 @@ class Settings:
     record_max_seconds: int
     mode: str
     live_end_silence_ms: int
+    live_max_calls: int
     live_barge_in: bool
     greeting: str
     hold_pause_seconds: int

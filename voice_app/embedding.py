@@ -150,6 +150,7 @@ class MiniLMEncoder:
         self.tokenizer.enable_truncation(max_length)
         self.load_seconds = time.perf_counter() - started
         self.model_dir = model_dir
+        self.model_dir = model_dir
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Unit-length sentence vectors, one row per text."""
@@ -254,6 +255,15 @@ class CachedEncoder:
         return np.stack([known[text] for text in texts])
 
 
+def model_dir_of(encoder: Encoder) -> Path | None:
+    """The model folder behind an encoder this module loaded; None for any other encoder.
+
+    Another process (the analysis process) loads the same folder to judge answers alike.
+    """
+    inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    return inner.model_dir if isinstance(inner, MiniLMEncoder) else None
+
+
 def load_encoder(settings: Settings) -> Encoder | None:
     """The encoder the settings ask for (cached), or None when the semantic signal is off.
 
@@ -274,11 +284,11 @@ def load_encoder(settings: Settings) -> Encoder | None:
                 "point VOICE_APP_EMBEDDING_MODEL at a folder holding all-MiniLM-L6-v2, or set "
                 "VOICE_APP_SEMANTIC=false to judge answers with the keyword rules only."
             )
-    return _shared_encoder(folder.resolve())
+    return shared_encoder(folder.resolve())
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_encoder(folder: Path) -> CachedEncoder:
+def shared_encoder(folder: Path) -> CachedEncoder:
     """One encoder (and one cache) per model folder and process: apps built in one process share
     it, and gunicorn's workers inherit it when the app is built before forking."""
     encoder = MiniLMEncoder(folder)

@@ -15,10 +15,12 @@ Nothing here knows Flask, Twilio, the database or Vosk, so every path is tested 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from voice_app import interviewer
@@ -77,6 +79,9 @@ class Call:
     consent_heard: str | None = None
     probed: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    # The rubric analysis of the answers so far, worked out in the background (`analysis_ahead`)
+    # so that picking the follow-up does not have to; used only while the answers are unchanged.
+    analysis: KnownAnalysis | None = None
 
     @property
     def current(self) -> Turn | None:
@@ -90,6 +95,15 @@ class Call:
             for t in self.turns
             if t.question_id == question_id and t.transcript and t.transcript.strip()
         ]
+
+
+@dataclass(frozen=True)
+class KnownAnalysis:
+    """A rubric analysis worked out ahead of time, and which answers it read."""
+
+    question_id: str
+    answers_key: str  # `answers_key` of the answers it read
+    analysis: interviewer.Analysis
 
 
 # What the caller hears: steps in order.
@@ -453,7 +467,7 @@ def _advance(script: Script, call: Call, lead: str | None = None) -> Outcome:
     )
     follow_up = None
     if answers and follow_ups_done < script.max_follow_ups:
-        analysis = analysis_for(rules, answers, script.encoder)
+        analysis = analysis_of(call.analysis, rules, answers, _analyzer(script))
         probed = [p.split(":", 1)[1] for p in call.probed if p.startswith(f"{rules.id}:")]
         rng = random.Random(f"{call.call_sid}:{turn.number + 1}")
         follow_up = interviewer.pick_follow_up(rules, analysis, probed, rng)
@@ -483,3 +497,59 @@ def _finish(
 ) -> Outcome:
     call.stage = ENDED
     return Outcome(call, reply, (*effects, FinishCall(reason)))
+
+
+# How an analysis is worked out: `interviewer.analyze`, or the same run elsewhere.
+Analyze = Callable[[QuestionRules, Sequence[str]], interviewer.Analysis]
+
+
+def answers_key(answers: Sequence[str]) -> str:
+    """A short fingerprint of answers: tells whether an analysis read exactly these."""
+    return hashlib.sha256(json.dumps(list(answers)).encode("utf-8")).hexdigest()[:32]
+
+
+def analysis_ahead(
+    script: Script, call: Call, analyze: Analyze | None = None
+) -> KnownAnalysis | None:
+    """The analysis the next follow-up (and the feedback) will need, for the background to do.
+
+    `analyze` works it out (by default `analysis_for` with the script's encoder, here; or the
+    same run elsewhere).
+    """
+    turn = call.current
+    if turn is None:
+        return None
+    rules = script.rules(turn.question_id)
+    answers = call.answers_to(rules.id)
+    if not answers:
+        return None
+    known = _reading(call.analysis, rules.id, answers)
+    if known is not None:
+        return known
+    analysis = (analyze or _analyzer(script))(rules, answers)
+    return KnownAnalysis(rules.id, answers_key(answers), analysis)
+
+
+def _analyzer(script: Script) -> Analyze:
+    """The analysis worked out here, with the script's sentence encoder (if any)."""
+    return lambda rules, answers: analysis_for(rules, answers, script.encoder)
+
+
+def analysis_of(
+    known: KnownAnalysis | None,
+    rules: QuestionRules,
+    answers: Sequence[str],
+    analyze: Analyze,
+) -> interviewer.Analysis:
+    """The analysis worked out ahead when it read these very answers; else worked out now."""
+    reading = _reading(known, rules.id, answers)
+    return reading.analysis if reading is not None else analyze(rules, answers)
+
+
+def _reading(
+    known: KnownAnalysis | None, question_id: str, answers: Sequence[str]
+) -> KnownAnalysis | None:
+    """`known` if it read exactly these answers to this question."""
+    if known is None or known.question_id != question_id:
+        return None
+    return known if known.answers_key == answers_key(answers) else None

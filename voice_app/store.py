@@ -7,8 +7,11 @@ needs between two webhooks lives here, so a server restart loses nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +28,19 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateColumn
 
-# Execution option marking a connection whose transactions only read.
+from voice_app.errors import ConfigError
+
+# Execution options: a connection whose transactions only read; one whose commits must reach
+# the disk before they return.
 _READONLY = "voice_app_readonly"
+_DURABLE = "voice_app_durable"
 
 
 class Base(DeclarativeBase):
@@ -55,6 +64,9 @@ class CallRow(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     feedback: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The rubric analysis of the current question's answers, worked out by the transcription job
+    # so that the webhook picking the follow-up only reads it (`line.encode_analysis`).
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     updated_at: Mapped[float] = mapped_column(Float, default=time.time, onupdate=time.time)
 
@@ -140,6 +152,24 @@ class OptOutRow(Base):
     opted_out_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
+def missing_columns(engine: Engine) -> list[str]:
+    """ALTER TABLE statements adding the columns the existing tables lack (no migration tool)."""
+    inspector = inspect(engine)
+    statements = []
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                spec = CreateColumn(column).compile(dialect=engine.dialect)
+                statements.append(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+    return statements
+
+
+def _database_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    return Path(database).resolve() if database and database != ":memory:" else None
+
+
 def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -155,6 +185,12 @@ def _make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of the app loses
+        # nothing, a power cut can lose the last commits (never consistency). FULL would hold
+        # the single write lock through an fsync per transaction (about 4 ms on this project's
+        # build machine), which made writers queue under load. Transactions that must survive a
+        # power cut ask for it (`Store.transaction(durable=True)`).
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -163,10 +199,120 @@ def _make_engine(url: str) -> Engine:
         # A writer takes the write lock up front: a read-then-write transaction that upgrades
         # later can fail with "database is locked" instead of waiting when two workers race.
         # A reader needs no lock at all (WAL lets it read beside the writer).
-        readonly = connection.get_execution_options().get(_READONLY, False)
-        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(_READONLY, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        synchronous = "FULL" if options.get(_DURABLE, False) else "NORMAL"
+        if connection.info.get("synchronous", "NORMAL") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            connection.info["synchronous"] = synchronous
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class WriterQueue:
+    """SQLite's one writer at a time, as a queue: writers answering a caller go first.
+
+    SQLite's own busy handler retries on a timer (sleeps of up to 100 ms) instead of queueing,
+    so under load a waiting writer can lose for seconds to newcomers, and a webhook waits behind
+    background jobs. Here the threads of a process queue in order, webhooks before background
+    work, and the processes sharing the database file queue on a lock file beside it, which
+    the kernel hands over as soon as it is free.
+    """
+
+    def __init__(self, database: Path | None) -> None:
+        self._mutex = threading.Lock()
+        self._busy = False
+        self._waiting: tuple[deque[threading.Lock], deque[threading.Lock]] = (deque(), deque())
+        self._background = threading.local()
+        self._lock_paths = (
+            (
+                database.with_name(database.name + "-writer"),
+                database.with_name(database.name + "-urgent"),
+            )
+            if database is not None
+            else None
+        )
+        self._files: tuple[int, int] | None = None
+        self._files_pid = 0
+
+    @contextmanager
+    def background(self) -> Iterator[None]:
+        """Mark this thread's transactions as background work: they yield to webhooks."""
+        before = getattr(self._background, "on", False)
+        self._background.on = True
+        try:
+            yield
+        finally:
+            self._background.on = before
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for this thread's turn to write, and hold it."""
+        urgent = not getattr(self._background, "on", False)
+        self._enter(urgent)
+        try:
+            with self._across_processes(urgent):
+                yield
+        finally:
+            self._leave()
+
+    @contextmanager
+    def _across_processes(self, urgent: bool) -> Iterator[None]:
+        files = self._lock_files()
+        if files is None:
+            yield
+            return
+        writer, webhooks = files
+        if urgent:
+            # Held shared while a webhook waits and writes: background writers of every process
+            # wait until no webhook does.
+            fcntl.flock(webhooks, fcntl.LOCK_SH)
+        else:
+            fcntl.flock(webhooks, fcntl.LOCK_EX)
+            fcntl.flock(webhooks, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(writer, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(writer, fcntl.LOCK_UN)
+        finally:
+            if urgent:
+                fcntl.flock(webhooks, fcntl.LOCK_UN)
+
+    def _enter(self, urgent: bool) -> None:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting[0 if urgent else 1].append(gate)
+        gate.acquire()  # the writer before us hands its turn over by releasing it
+
+    def _leave(self) -> None:
+        with self._mutex:
+            for waiting in self._waiting:
+                if waiting:
+                    waiting.popleft().release()  # still busy: the turn passes straight on
+                    return
+            self._busy = False
+
+    def _lock_files(self) -> tuple[int, int] | None:
+        if self._lock_paths is None:
+            return None
+        # Opened once per process: a descriptor inherited over fork would share its lock with
+        # the parent's, and exclude nobody.
+        if self._files is None or self._files_pid != os.getpid():
+            self._files = (
+                os.open(self._lock_paths[0], os.O_RDWR | os.O_CREAT, 0o600),
+                os.open(self._lock_paths[1], os.O_RDWR | os.O_CREAT, 0o600),
+            )
+            self._files_pid = os.getpid()
+        return self._files
 
 
 class Store:
@@ -175,26 +321,44 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._durable = sessionmaker(
+            self.engine.execution_options(**{_DURABLE: True}), expire_on_commit=False
+        )
         self._readers = sessionmaker(
             self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
         )
-        # SQLite has one writer at a time, and its busy handler retries on a timer rather than
-        # queueing waiters, so under load a waiting writer can lose for seconds to newcomers.
-        # Threads of this process queue here instead, in order.
-        self._one_writer = (
-            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        # SQLite has one writer at a time: writers queue for it (PostgreSQL locks rows itself).
+        self.writers = WriterQueue(_database_file(self.engine)) if self._sqlite else None
 
     def create_schema(self) -> None:
-        """Create the tables that do not exist yet."""
+        """Create the tables that do not exist yet; refuse a database missing newer columns."""
         Base.metadata.create_all(self.engine)
+        missing = missing_columns(self.engine)
+        if missing:
+            raise ConfigError(
+                f"The database at {self.engine.url.render_as_string(hide_password=True)} was "
+                "created by an older version and lacks columns this version needs. Add them "
+                "(see docs/deployment.md, 'Upgrading'), then start again:\n"
+                + "\n".join(f"  {statement};" for statement in missing)
+            )
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session whose work is committed on success and rolled back on error."""
-        with self._one_writer, self._sessions.begin() as session:
+    def transaction(self, *, durable: bool = False) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on error.
+
+        `durable`: the commit is on disk when this returns, even through a power cut (for a
+        mark that must survive before something irreversible happens, such as sending a text).
+        """
+        sessions = self._durable if durable else self._sessions
+        turn = self.writers.turn() if self.writers is not None else contextlib.nullcontext()
+        with turn, sessions.begin() as session:
             yield session
+
+    def background(self) -> contextlib.AbstractContextManager[None]:
+        """While in it, this thread's transactions are background work and wait for webhooks'."""
+        return self.writers.background() if self.writers is not None else contextlib.nullcontext()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice_app import flow, interviewer
+from voice_app.analyst import Analyst
 from voice_app.asr import BoundedRecognizer, RecognizerBusy, Transcript
 from voice_app.delivery import measure_turns
 from voice_app.errors import AudioError, RecordingFetchError, SmsError
@@ -24,14 +25,20 @@ from voice_app.line import (
     FINALIZE,
     TRANSCRIBE,
     TRANSCRIBE_REPLY,
-    load_call,
+    call_from,
+    decode_analysis,
+    encode_analysis,
     lock_call,
-    save_call,
+    read_snapshot,
+    store_analysis,
+    store_transcript,
+    write_call,
 )
 from voice_app.purge import purge
 from voice_app.recordings import RecordingSource
 from voice_app.redact import mask_number
 from voice_app.replies import classify, grammar
+from voice_app.rules import QuestionRules
 from voice_app.script import Script
 from voice_app.sms import UNSUBSCRIBED, TextSender
 from voice_app.store import CallRow, JobRow, OptOutRow, OutboxRow, Store, TurnRow
@@ -93,6 +100,9 @@ class Tasks:
         self.status_callback = status_callback
         self.reply_phrases = reply_phrases
         self.retention_days = retention_days
+        # Set while background threads run (`app.start_background_work`): analyses then run in a
+        # process of their own instead of holding this process's GIL.
+        self.analyst: Analyst | None = None
 
     def kinds(self) -> dict[str, JobKind]:
         """The job kinds, keyed by the names the web layer queues them under."""
@@ -107,32 +117,47 @@ class Tasks:
         }
 
     def transcribe(self, job: Job) -> None:
-        """Fetch an answer's recording, transcribe it, store the transcript, delete the audio."""
-        heard = self._recognise(job)
+        """Fetch an answer's recording, transcribe it, store the transcript, delete the audio.
+
+        The rubric analysis of the answers so far is worked out here too, in the background, and
+        stored with the transcript: the webhook that picks the follow-up then only reads it.
+        """
+        heard, fetched = self._recognise(job)
         if isinstance(heard, str):
             log.error("call %s turn %s: %s", job.call_sid, job.payload.get("turn"), heard)
-            self._store_transcript(job, status=flow.FAILED, error=heard)
+            self._store_transcript(job, status=flow.FAILED, error=heard, fetched=fetched)
             return
         words = [[w.word, w.start, w.end, w.confidence] for w in heard.words]
-        self._store_transcript(job, status=flow.TRANSCRIBED, text=heard.text, words=words)
+        self._store_transcript(
+            job,
+            status=flow.TRANSCRIBED,
+            text=heard.text,
+            words=words,
+            fetched=fetched,
+            analysis=self._analysis_with(job, heard.text),
+        )
 
     def transcribe_reply(self, job: Job) -> None:
         """Recognise a short spoken reply (yes or no to the texting question) and record it."""
-        heard = self._recognise(job, phrases=grammar(self.reply_phrases))
+        heard, fetched = self._recognise(job, phrases=grammar(self.reply_phrases))
         if isinstance(heard, str):
-            self._reply_failed(job, heard)
+            log.error("call %s: giving up on a spoken reply: %s", job.call_sid, heard)
+            self._record_reply(job, None, fetched=fetched)
             return
-        self._record_reply(job, classify(heard.text, self.reply_phrases))
+        self._record_reply(job, classify(heard.text, self.reply_phrases), fetched=fetched)
 
-    def _recognise(self, job: Job, phrases: list[str] | None = None) -> Transcript | str:
-        """The job's recording, fetched and recognised; or why it cannot be (no retry helps)."""
+    def _recognise(
+        self, job: Job, phrases: list[str] | None = None
+    ) -> tuple[Transcript | str, bool]:
+        """The job's recording recognised, or why it cannot be (no retry helps); and whether
+        it was fetched (then it is to be deleted at Twilio)."""
         url = str(job.payload["recording_url"])
         try:
             audio = self.recordings.fetch(url)
         except RecordingFetchError as exc:
             if exc.retryable:
                 raise RetryLater(str(exc), delay=min(4.0, 0.5 * job.attempts)) from exc
-            return str(exc)
+            return str(exc), False
         try:
             heard: Transcript | str = self.recognizer.transcribe(audio, phrases=phrases)
         except RecognizerBusy as exc:
@@ -141,29 +166,53 @@ class Tasks:
         except AudioError as exc:
             heard = f"recording could not be decoded: {exc}"
         del audio  # the only copy of the caller's voice on this server
-        if self.delete_recordings:
-            with self.store.transaction() as session:
-                enqueue(
-                    session,
-                    DELETE_RECORDING,
-                    url,
-                    call_sid=job.call_sid,
-                    payload={"recording_url": url},
-                )
-        return heard
+        return heard, True
+
+    def _discard_fetched(self, session: Session, job: Job, fetched: bool) -> None:
+        """Queue the deletion of a recording we fetched, with the result that makes it useless."""
+        if fetched and self.delete_recordings:
+            url = str(job.payload["recording_url"])
+            enqueue(
+                session,
+                DELETE_RECORDING,
+                url,
+                call_sid=job.call_sid,
+                payload={"recording_url": url},
+            )
+
+    def _analysis_with(self, job: Job, transcript: str) -> flow.KnownAnalysis | None:
+        """The rubric analysis of the call's answers once this transcript is among them."""
+        call_sid = str(job.call_sid)
+        with self.store.reading() as session:
+            snapshot = read_snapshot(session, call_sid)
+        if not snapshot:
+            return None
+        call = call_from(call_sid, snapshot)
+        for turn in call.turns:
+            if turn.number == int(job.payload["turn"]):
+                turn.transcript = transcript
+        # CPU work: done before the write lock that storing the transcript takes.
+        return flow.analysis_ahead(self.script, call, self._analyze)
+
+    def _analyze(self, rules: QuestionRules, answers: Sequence[str]) -> interviewer.Analysis:
+        """The rubric analysis, in the analysis process when there is one, else in this thread."""
+        done = self.analyst.analyze(rules, answers) if self.analyst is not None else None
+        return done if done is not None else flow.analysis_for(rules, answers, self.script.encoder)
 
     def _reply_failed(self, job: Job, reason: str) -> None:
         log.error("call %s: giving up on a spoken reply: %s", job.call_sid, reason)
         self._record_reply(job, None)
 
-    def _record_reply(self, job: Job, reply: str | None) -> None:
+    def _record_reply(self, job: Job, reply: str | None, *, fetched: bool = False) -> None:
         with self.store.transaction() as session:
-            row = lock_call(session, str(job.call_sid))
-            if row is None:
+            self._discard_fetched(session, job, fetched)
+            call_sid = str(job.call_sid)
+            snapshot = read_snapshot(session, call_sid, lock=True)
+            if not snapshot:
                 return
-            call = load_call(session, row)
+            call = call_from(call_sid, snapshot, with_analysis=False)
             flow.on_consent_heard(call, reply)
-            save_call(session, row, call)
+            write_call(session, call_from(call_sid, snapshot, with_analysis=False), call)
 
     def _transcription_failed(self, job: Job, reason: str) -> None:
         log.error(
@@ -182,26 +231,22 @@ class Tasks:
         text: str | None = None,
         words: list[list[Any]] | None = None,
         error: str | None = None,
+        fetched: bool = False,
+        analysis: flow.KnownAnalysis | None = None,
     ) -> None:
+        # Encoded before the write lock is taken: CPU work.
+        stored_analysis = encode_analysis(analysis) if analysis is not None else None
+        call_sid = str(job.call_sid)
         with self.store.transaction() as session:
-            session.scalars(
-                select(CallRow).where(CallRow.call_sid == job.call_sid).with_for_update()
-            ).first()
-            row = session.scalars(
-                select(TurnRow).where(
-                    TurnRow.call_sid == job.call_sid, TurnRow.number == int(job.payload["turn"])
-                )
-            ).first()
-            if row is None:
+            self._discard_fetched(session, job, fetched)
+            if not lock_call(session, call_sid):
                 return
-            row.recording_url = None
-            row.transcript = text
-            row.words = words
-            row.error = error
-            # Only a turn still waiting for this transcript changes status; a turn the caller
-            # has since re-answered (after * or a re-prompt) keeps its own.
-            if row.status in (flow.RECORDED, flow.LATE):
-                row.status = status
+            if stored_analysis is not None:
+                # A later transcript may have landed meanwhile: the analysis then no longer
+                # matches the answers, and picking the follow-up works it out itself.
+                store_analysis(session, call_sid, stored_analysis)
+            fields = {"recording_url": None, "transcript": text, "words": words, "error": error}
+            store_transcript(session, call_sid, int(job.payload["turn"]), fields, status)
 
     def finalize(self, job: Job) -> None:
         """Once every answer of a finished call is transcribed: feedback, then the text."""
@@ -221,8 +266,10 @@ class Tasks:
                     select(TurnRow).where(TurnRow.call_sid == call_sid).order_by(TurnRow.number)
                 )
             )
+            row = session.get(CallRow, call_sid)
+            known = decode_analysis(row.analysis) if row is not None else None
             # The analysis is CPU work: done here, outside the write lock the next step takes.
-            feedback: dict[str, Any] = self._feedback(turns)
+            feedback: dict[str, Any] = self._feedback(turns, known)
         with self.store.transaction() as session:
             call = session.get(CallRow, call_sid)
             if call is None:
@@ -238,8 +285,13 @@ class Tasks:
                 )
                 enqueue(session, SEND_TEXT, call_sid, call_sid=call_sid)
 
-    def _feedback(self, turns: list[TurnRow]) -> dict[str, Any]:
-        """Feedback per question asked; the text carries the advice of the first one answered."""
+    def _feedback(
+        self, turns: list[TurnRow], known: flow.KnownAnalysis | None = None
+    ) -> dict[str, Any]:
+        """Feedback per question asked; the text carries the advice of the first one answered.
+
+        `known` is the analysis the transcription worked out, used for the answers it read.
+        """
         per_question: list[dict[str, Any]] = []
         texts: list[tuple[bool, str]] = []
         # Written to fit beside the opt-out line, so that line never cuts the advice short.
@@ -252,7 +304,7 @@ class Tasks:
             delivery = measure_turns(t.words for t in asked)
             feedback = interviewer.summarize(
                 rules,
-                interviewer.analyze(rules, answers, self.script.encoder),
+                flow.analysis_of(known, rules, answers, self._analyze),
                 delivery=delivery,
                 sms_limit=room,
             )
@@ -281,7 +333,8 @@ class Tasks:
 
     def send_text(self, job: Job) -> None:
         """Hand the call's feedback text to Twilio, exactly once."""
-        with self.store.transaction() as session:
+        # Durable: after a power cut the mark must still say a send may have happened.
+        with self.store.transaction(durable=True) as session:
             message = self._outbox(session, job)
             if message is None or message.state in ("sent", "failed"):
                 return

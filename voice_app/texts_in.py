@@ -48,7 +48,7 @@ class IncomingTexts:
         """Act on one incoming text; the reply to send, or None for no reply."""
         keyword = body.strip().split(maxsplit=1)[0].lower().strip(".!") if body.strip() else ""
         if keyword in STOP_WORDS:
-            with self.store.transaction() as session:
+            with self.store.transaction(durable=True) as session:  # a power cut must not undo it
                 if session.get(OptOutRow, from_number) is None:
                     session.add(OptOutRow(number=from_number))
             log.info("%s opted out of texts", mask_number(from_number))

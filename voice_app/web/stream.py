@@ -4,12 +4,14 @@ Twilio opens it from `<Connect><Stream>` and signs the upgrade request like any 
 signature, or a start message for a call this line is not answering, closes the socket with 1008
 before any work. When the socket ends because of a fault on this side, the call is left as it
 stands: Twilio then follows the `<Redirect>` after `<Connect>`, and the call goes on in record
-mode from the same state.
+mode from the same state. So does a call that finds every live slot of the machine taken
+(`VOICE_APP_LIVE_MAX_CALLS`, see voice_app/live/slots.py).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -24,6 +26,7 @@ from voice_app.live.session import (
     LiveSettings,
     Refused,
 )
+from voice_app.live.slots import LiveSlots
 from voice_app.live.sound import CachedPromptAudio
 from voice_app.services import Services
 from voice_app.web.signature import is_signed_by_twilio
@@ -55,6 +58,15 @@ def _prompt_audio(services: Services) -> CachedPromptAudio:
         audio = CachedPromptAudio(services.prompts)
         current_app.extensions["voice_app_live_audio"] = audio
     return audio
+
+
+def _live_slots(services: Services) -> LiveSlots:
+    slots = current_app.extensions.get("voice_app_live_slots")
+    if slots is None:
+        folder = Path(services.settings.data_dir).resolve() / "live-slots"
+        slots = LiveSlots(folder, services.settings.live_max_calls)
+        current_app.extensions["voice_app_live_slots"] = slots
+    return slots
 
 
 def new_live_call(services: Services, prompts: CachedPromptAudio) -> LiveCall:
@@ -89,7 +101,23 @@ def media_stream(ws: Any) -> None:
         ws.receive(timeout=2)
         ws.close(POLICY_VIOLATION, "bad signature")
         return
-    call = new_live_call(services, _prompt_audio(services))
+    slots = _live_slots(services)
+    slot = slots.take()
+    if slot is None:
+        # Live recognition cannot queue: past the machine's capacity every live caller would
+        # fall behind. Twilio's <Redirect> carries this call on in record mode instead.
+        log.warning("live mode full (%d calls at once): a call goes on in record mode", slots.count)
+        ws.receive(timeout=2)
+        ws.close(NORMAL_CLOSURE, "live mode is full: record mode")
+        return
+    try:
+        _carry(ws, new_live_call(services, _prompt_audio(services)))
+    finally:
+        slot.release()
+
+
+def _carry(ws: Any, call: LiveCall) -> None:
+    """Run one live call over its socket; settle it at the end unless record mode takes over."""
     settle = True
     try:
         while not call.ended:
