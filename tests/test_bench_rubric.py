@@ -1,5 +1,5 @@
 """The rubric benchmark keeps its splits apart: tuning splits in full, the sealed blind split as
-totals only, and never its answers one by one."""
+figures only, never its answers one by one; a second labeller's agreement as the ceiling."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
     assert rows == [[f"| {split}", system] for split in held_out for system in systems]
 
 
-def test_the_sealed_split_is_reported_as_totals_only(
+def test_the_sealed_split_is_reported_without_naming_its_answers(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write_blind(bench)
@@ -72,7 +72,7 @@ def test_the_sealed_split_is_reported_as_totals_only(
     assert header.startswith("| dimension | current | rules |")
     assert "cv" not in header  # thresholds are never fitted on the sealed split
     assert "| macro F1 |" in blind and "| follow-up right |" in blind
-    assert "| results |" not in blind  # no per-dimension rows
+    assert "| results |" in blind  # per dimension: the goal is per dimension
     printed = capsys.readouterr().out
     assert "misjudged answers (blind1" in printed
     assert "sealed-d0" not in printed  # no answer of the sealed split is ever named
@@ -130,3 +130,32 @@ def test_the_retired_blind_splits_are_tuning_data(split: str, count: int) -> Non
     with (ROOT / f"tests/corpus/accomplishment_{split}.toml").open("rb") as handle:
         answers = tomllib.load(handle)["answers"]
     assert len(answers) == count
+
+
+def test_a_second_labeller_is_scored_against_the_first_labels(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    _write_blind(bench)
+    blind = bench.load_corpus("accomplishment", "blind")
+    # A second labeller who agrees on every answer but one, where they miss `results`.
+    lines = ['question = "accomplishment"']
+    for number, item in enumerate(blind):
+        shows = set(item.shows) - ({"results"} if number == 0 else set())
+        lines += ["[[answers]]", f'id = "{item.id}"', f"shows = {sorted(shows)!r}"]
+    second = bench.CORPUS_DIR / "accomplishment_blind_second_labeller.toml"
+    second.write_text("\n".join(lines).replace("'", '"'), encoding="utf-8")
+    out = tmp_path / "rubric.md"
+    assert bench.main(["--out", str(out), "--splits", "blind"]) == 0
+    table = out.read_text(encoding="utf-8").split("#### blind\n", 1)[1].strip().split("\n\n")[0]
+    header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+    column = header.index("second labeller")
+    rows = {
+        cells[0]: cells[column]
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]
+        )
+    }
+    shown = sum("results" in item.shows for item in blind)
+    recall, f1 = (shown - 1) / shown, 2 * (shown - 1) / (2 * shown - 1)
+    assert rows["results"] == f"1.00/{recall:.2f}/{f1:.2f}"
+    assert rows["values"] == "1.00/1.00/1.00"
