@@ -17,6 +17,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import resource
@@ -77,7 +78,7 @@ def growing(rules: QuestionRules, text: str, step: int, encoder: Encoder) -> lis
     """Times of re-analysing an answer as it grows by `step` words."""
     words = text.split()
     return [
-        timed(lambda n=n: analyze(rules, [" ".join(words[:n])], encoder))
+        timed(functools.partial(analyze, rules, [" ".join(words[:n])], encoder))
         for n in range(step, len(words) + step, step)
     ]
 
@@ -106,15 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for text in answers[:3]:  # warm the matcher's compiled patterns
         analyze(rules, [text])
     rows: dict[str, list[float]] = {
-        "rules only": [timed(lambda t=t: analyze(rules, [t])) for t in answers]
+        "rules only": [timed(functools.partial(analyze, rules, [t])) for t in answers]
     }
     cold: list[float] = []
     again: list[float] = []
     for text in answers:
         cache = CachedEncoder(model)
         cache.encode(examples)
-        cold.append(timed(lambda t=text, c=cache: analyze(rules, [t], c)))
-        again.append(timed(lambda t=text, c=cache: analyze(rules, [t], c)))
+        cold.append(timed(functools.partial(analyze, rules, [text], cache)))
+        again.append(timed(functools.partial(analyze, rules, [text], cache)))
     rows["rules + semantic, new answer"] = cold
     rows["rules + semantic, same answer again"] = again
     live = answers[:: max(1, len(answers) // 8)]  # eight answers across the splits

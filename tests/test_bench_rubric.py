@@ -1,5 +1,5 @@
 """The rubric benchmark keeps its splits apart: tuning splits in full, the sealed blind split as
-totals only, and never its answers one by one."""
+figures only, never its answers one by one; a second labeller's agreement as the ceiling."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     source = (ROOT / "tests/corpus/accomplishment_dev.toml").read_text(encoding="utf-8")
     answers = source.split("[[answers]]")
     header = 'question = "accomplishment"\n'
-    for number, split in enumerate(("dev", "heldout", "blind1")):
+    for number, split in enumerate(("dev", "heldout", "blind1", "blind2")):
         chosen = answers[1 + 6 * number : 7 + 6 * number]
         text = header + "".join("[[answers]]" + a for a in chosen)
         (corpus / f"accomplishment_{split}.toml").write_text(text, encoding="utf-8")
@@ -47,14 +47,20 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
     out = tmp_path / "rubric.md"
     assert bench.main(["--out", str(out)]) == 0
     report = out.read_text(encoding="utf-8")
-    for split in ("dev", "heldout", "blind1"):
+    for split in ("dev", "heldout", "blind1", "blind2"):
         assert f"#### {split}" in report
     assert "#### blind\n" not in report
     assert "Split blind skipped: accomplishment_blind.toml does not exist" in report
-    assert "cv fold blind1: fitted on dev + heldout" in report
+    assert "cv fold blind1: fitted on dev + heldout + blind2" in report
+    # Leave one split out: a row per held-out split and system, then the pooled figures.
+    table = report.split("#### leave-one-split-out cross-validation", 1)[1].split("\n\n")[1]
+    rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
+    held_out = ["dev", "heldout", "blind1", "blind2", "pooled"]
+    systems = ["rules", "pruned-kw", "pruned", "cv", "learned"]
+    assert rows == [[f"| {split}", system] for split in held_out for system in systems]
 
 
-def test_the_sealed_split_is_reported_as_totals_only(
+def test_the_sealed_split_is_reported_without_naming_its_answers(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write_blind(bench)
@@ -66,10 +72,49 @@ def test_the_sealed_split_is_reported_as_totals_only(
     assert header.startswith("| dimension | current | rules |")
     assert "cv" not in header  # thresholds are never fitted on the sealed split
     assert "| macro F1 |" in blind and "| follow-up right |" in blind
-    assert "| results |" not in blind  # no per-dimension rows
+    assert "| results |" in blind  # per dimension: the goal is per dimension
     printed = capsys.readouterr().out
     assert "misjudged answers (blind1" in printed
     assert "sealed-d0" not in printed  # no answer of the sealed split is ever named
+
+
+def test_the_sealed_split_is_never_a_fold_of_the_cross_validation(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    _write_blind(bench)
+    out = tmp_path / "rubric.md"
+    assert bench.main(["--out", str(out)]) == 0
+    table = out.read_text(encoding="utf-8").split("#### leave-one-split-out", 1)[1]
+    assert "| blind |" not in table
+    assert "fitted on dev + heldout + blind1:" in out.read_text(encoding="utf-8")  # not + blind
+
+
+def test_pruning_drops_the_keywords_only_the_held_out_writer_uses(bench: ModuleType) -> None:
+    rules = bench.load_question("accomplishment")
+    held_out = [
+        bench.Labelled(
+            "h", "honestly the waste does my head in and i am proud of it", {"values"}, ""
+        )
+    ]
+    train = [bench.Labelled("t", "i am really proud of the new rota", {"values"}, "")]
+    pruned, dropped = bench.prune_unseen(bench.Counted(rules), train, held_out)
+    values = pruned.dimensions["values"].keywords
+    assert "does my head in" not in values  # only the held-out writer says it
+    assert "proud" in values  # another writer's answer supports it
+    assert dropped >= 1
+    # With no other writer's support left, the held-out answer shows no values.
+    alone = [bench.Labelled("h", "honestly the waste does my head in", {"values"}, "")]
+    pruned, _ = bench.prune_unseen(bench.Counted(rules), train, alone)
+    run = bench.evaluate(bench.System(pruned), alone)
+    assert run.scores["values"].fn == 1
+
+
+def test_families_written_out_are_judged_phrase_by_phrase(bench: ModuleType) -> None:
+    rules = bench.load_question("accomplishment")
+    expanded = bench.expand_families(rules).dimensions["helping_others"].keywords
+    assert "{teach} {people}" not in expanded
+    assert "coached the team" in expanded and "mentored junior*" in expanded
+    assert all("{teach}" not in k and "{people}" not in k for k in expanded)
 
 
 def test_errors_of_the_sealed_split_are_refused(
@@ -80,7 +125,37 @@ def test_errors_of_the_sealed_split_are_refused(
     assert "refused" in capsys.readouterr().err
 
 
-def test_the_real_corpus_has_the_retired_blind_split_as_tuning_data() -> None:
-    with (ROOT / "tests/corpus/accomplishment_blind1.toml").open("rb") as handle:
+@pytest.mark.parametrize(("split", "count"), [("blind1", 48), ("blind2", 72)])
+def test_the_retired_blind_splits_are_tuning_data(split: str, count: int) -> None:
+    with (ROOT / f"tests/corpus/accomplishment_{split}.toml").open("rb") as handle:
         answers = tomllib.load(handle)["answers"]
-    assert len(answers) == 48
+    assert len(answers) == count
+
+
+def test_a_second_labeller_is_scored_against_the_first_labels(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    _write_blind(bench)
+    blind = bench.load_corpus("accomplishment", "blind")
+    # A second labeller who agrees on every answer but one, where they miss `results`.
+    lines = ['question = "accomplishment"']
+    for number, item in enumerate(blind):
+        shows = set(item.shows) - ({"results"} if number == 0 else set())
+        lines += ["[[answers]]", f'id = "{item.id}"', f"shows = {sorted(shows)!r}"]
+    second = bench.CORPUS_DIR / "accomplishment_blind_second_labeller.toml"
+    second.write_text("\n".join(lines).replace("'", '"'), encoding="utf-8")
+    out = tmp_path / "rubric.md"
+    assert bench.main(["--out", str(out), "--splits", "blind"]) == 0
+    table = out.read_text(encoding="utf-8").split("#### blind\n", 1)[1].strip().split("\n\n")[0]
+    header = [cell.strip() for cell in table.splitlines()[0].strip("|").split("|")]
+    column = header.index("second labeller")
+    rows = {
+        cells[0]: cells[column]
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]
+        )
+    }
+    shown = sum("results" in item.shows for item in blind)
+    recall, f1 = (shown - 1) / shown, 2 * (shown - 1) / (2 * shown - 1)
+    assert rows["results"] == f"1.00/{recall:.2f}/{f1:.2f}"
+    assert rows["values"] == "1.00/1.00/1.00"

@@ -80,7 +80,7 @@ def test_an_answer_without_any_keyword_still_shows_a_dimension(
     found = analyze(rules, [answer], encoder).dimensions["results"]
     assert found.present
     assert found.evidence == (answer,)
-    beyond = "i stayed behind after my shift every night for a month to get it finished"
+    beyond = "i came back in every night for a month to get it finished"
     assert not analyze(rules, [beyond]).dimensions["above_and_beyond"].present
     assert analyze(rules, [beyond], encoder).dimensions["above_and_beyond"].present
 

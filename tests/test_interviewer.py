@@ -674,10 +674,74 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # Contribution: an act, not a job description in the present tense.
     ("i drive a bus", set(), {"contribution"}),
     ("i deliver for a supermarket", set(), {"contribution"}),
+    ("if i ran it again i would ask for help", set(), {"contribution"}),
+    ("i got the landlord to fix the heating", {"contribution"}, set()),
+    ("doing the whole stock take on my own", {"contribution"}, set()),
+    ("i tried to be friendly with everyone", set(), {"contribution"}),
     # A negation does not reach past "and" / "so" when a new subject starts a new clause.
     ("it wasn't part of my job and now the whole team uses it", {"results"}, set()),
     ("we couldn't get parts so i rebuilt the pump", {"contribution"}, set()),
     ("we didn't cut costs and improve quality", set(), {"results"}),
+    # Stuttered restarts ("the the", "i i") do not break a keyword.
+    ("i i coached the the new volunteers every week", {"helping_others", "contribution"}, set()),
+    # Values: a strong feeling about the people served, "for me it's about ...".
+    ("for me it's about the families who have nobody else", {"values"}, set()),
+    ("i can't bear the thought of a patient going home scared", {"values"}, set()),
+    ("i get a real kick out of seeing a shy kid speak up", {"values"}, set()),
+    ("honestly that's the best part of my job", {"values"}, set()),
+    # ... repeating the question is no reason why.
+    ("the thing i'm proudest of is the new stock system", set(), {"values"}),
+    # Company goals: an organisation's push, commitment or plan, said with a possessive.
+    ("the charity's big push last year was getting young carers online", {"company_goals"}, set()),
+    ("the council had committed to halving rough sleeping", {"company_goals"}, set()),
+    ("the college's three year plan was all about apprenticeships", {"company_goals"}, set()),
+    # ... an operational plan is not one.
+    ("i had a backup plan in case the van broke down", set(), {"company_goals"}),
+    # Above and beyond: own time either side of a shift, work for free, someone else's call.
+    ("i stayed behind after my shift to finish the labels", {"above_and_beyond"}, set()),
+    ("i came in an hour before work to set the hall up", {"above_and_beyond"}, set()),
+    ("i painted the playroom for nothing", {"above_and_beyond"}, set()),
+    ("it wasn't my call to make but the manager was away", {"above_and_beyond"}, set()),
+    ("i'd do it for nothing honestly", set(), {"above_and_beyond"}),
+    ("it wasn't my department but i sorted the rota anyway", {"above_and_beyond"}, set()),
+    ("i was supposed to be off that week", {"above_and_beyond"}, set()),
+    ("it wasn't my fault the order was late", set(), {"above_and_beyond"}),
+    # ... and feelings with a word between "i" and the verb.
+    ("i genuinely enjoy fixing old engines", {"values"}, set()),
+    ("i absolutely hate seeing good food binned", {"values"}, set()),
+    # Phrasings no labelled answer used: what the work means to the speaker ...
+    ("it's personal for me because my dad was a carer", {"values"}, set()),
+    ("nothing beats the look on a kid's face when it clicks", {"values"}, set()),
+    ("i know what it's like to be the new one nobody talks to", {"values"}, set()),
+    # ... what they did unasked or out of hours ...
+    ("nobody told me to but i rewrote the manual", {"above_and_beyond"}, set()),
+    ("i ran the sessions in my lunch breaks", {"above_and_beyond"}, set()),
+    ("it wasn't in my job description but someone had to do it", {"above_and_beyond"}, set()),
+    ("it's in my job description to check the fridges", set(), {"above_and_beyond"}),
+    # ... and outcomes said as records, standards and targets met.
+    ("we had our best ever year for bookings", {"results"}, set()),
+    ("my checklist became the standard for the whole trust", {"results"}, set()),
+    ("we beat the target by a week", {"results"}, set()),
+    ("we sell free range eggs", set(), {"above_and_beyond"}),
+    # Helping others: going through it with people, letting them shadow.
+    ("i went through the new forms with each of the drivers", {"helping_others"}, set()),
+    ("i had the new apprentice shadow me for a fortnight", {"helping_others"}, set()),
+    ("i taught three volunteers to run the till", {"helping_others"}, set()),
+    # Background: a reason after "because" (or "cause"), but not "because i love it".
+    ("cause the old van kept failing its mot we lost a week", {"context"}, set()),
+    ("because most of the tenants were elderly nobody came to meetings", {"context"}, set()),
+    ("i stayed because i love it", set(), {"context"}),
+    # Results: a place in a contest, before/after said as "instead of", uptake by everyone.
+    ("my team came second in the national final", {"results"}, set()),
+    ("we had three breakdowns instead of eleven", {"results"}, set()),
+    ("now everyone uses the checklist", {"results"}, set()),
+    # ... a target or a hope with a number is not an outcome; nor a cause; nor people named.
+    ("the aim is to cut waiting times by ten percent", set(), {"results"}),
+    ("the target that year was to get every patient home within a day", set(), {"results"}),
+    ("our goal was to shrink the waiting list and we cut it by half", {"results"}, set()),
+    ("we are hoping to raise two thousand pounds", set(), {"results"}),
+    ("we closed because the rent went up", set(), {"results"}),
+    ("i was training the two new starters", set(), {"results"}),
 ]
 
 

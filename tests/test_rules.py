@@ -233,6 +233,8 @@ BROKEN_QUESTIONS = [
                  id="star-not-at-end"),
     pytest.param('"reduced"', '"um"', "dimensions.results.keywords[1]", "no words left",
                  id="keyword-only-filler"),
+    pytest.param('except = ["not only"]', 'except = ["not only"]\naims = ["hoping to", "{plans}"]',
+                 "negation.aims[1]", "not a placeholder", id="aims-unknown-placeholder"),
     pytest.param('praise = "clear results"', 'praise = "clear results \U0001f600"',
                  "dimensions.results.praise", "cannot carry", id="emoji-in-text-message"),
     pytest.param('suggestion = "put a number on the result."', 'suggestion = "' + "x" * 151 + '"',

@@ -11,10 +11,12 @@ word that reports doing something ("built", "rewrote", "had to call"; not "think
 "loved"), `{NAME}` for any phrase of the word family NAME defined in the rules file's `[words]`
 table, and a trailing `*` on a word for any ending.
 
-Beyond keyword hits, three general mechanisms guard against the obvious traps: a negation shortly
-before a keyword in the same clause cancels it ("we never measured it"); a dimension's `ignore`
-phrases cover look-alikes ("a hundred percent sure" is not a result); and acronyms or jargon left
-unexplained ("we moved the e t l to kafka") count against the dimension named in `[jargon]`.
+Beyond keyword hits, general mechanisms guard against the obvious traps: a negation shortly
+before a keyword in the same clause cancels it ("we never measured it"), and so does an aim
+anywhere before it in the clause ("the target was to cut overtime by twenty percent"); a
+dimension's `ignore` phrases cover look-alikes ("a hundred percent sure" is not a result);
+acronyms or jargon left unexplained ("we moved the e t l to kafka") count against the dimension
+named in `[jargon]`; and stuttered repeats ("showed the the staff") are dropped like fillers.
 
 A second, semantic signal (optional, per dimension) catches what no keyword list foresees: the
 answer is cut into overlapping windows of words, each window and each of a dimension's `examples`
@@ -88,11 +90,15 @@ FILLERS: frozenset[str] = frozenset(
     }
 )
 # A negation before one of these words no longer applies after it ("not at first but then ...").
-CLAUSE_BREAKS: frozenset[str] = frozenset({"but", "however", "although", "though", "whereas"})
+# A reason starts a clause of its own: "we shut because the rent went up" ("cause" is how Vosk
+# often hears a spoken "because").
+CLAUSE_BREAKS: frozenset[str] = frozenset(
+    {"but", "however", "although", "though", "whereas", "because", "cause"}
+)
 # Unpunctuated speech joins clauses with "and" / "so": one of these followed by a new subject starts
 # a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
 # Without a new subject the negation still carries ("we didn't cut costs and improve quality").
-CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "because", "which", "until", "when"})
+CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "which", "until", "when"})
 CLAUSE_SUBJECTS: frozenset[str] = frozenset(
     {
         "i",
@@ -253,7 +259,8 @@ _NOT_ACTIONS = _word_list(
     "arrived belonged happened qualified graduated retired struggled failed expected "
     "assumed imagined preferred panicked appreciated hated feared doubted tired bored "
     "interested involved engaged based aged named married excited pleased surprised amazed "
-    "scared stressed overwhelmed red bed shed wed need feed bleed speed seed weed breed"
+    "scared stressed overwhelmed red bed shed wed need feed bleed speed seed weed breed tried "
+    "attempted"
 )
 _IRREGULAR_ACTIONS = _word_list(
     "built rebuilt wrote rewrote ran led made remade took undertook set reset found "
@@ -271,9 +278,10 @@ _AGENT_ADVERBS = _word_list(
 _ACTION_PATTERN = (
     "(?:(?:" + "|".join(_AGENT_ADVERBS) + ") )*"
     "(?:"
-    # "had to call", "managed to get", "decided to rebuild": the act follows "to".
+    # "had to call", "managed to get", "decided to rebuild": the act follows "to" ("tried to be
+    # everyone's friend" reports a manner, not an act).
     r"(?:had|managed|decided|tried|was able|went on|offered|asked|started|began|chose|agreed|"
-    r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to \S+"
+    r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to (?!be(?!\S))\S+"
     "|(?!(?:" + "|".join(_NOT_ACTIONS) + r")(?!\S))[a-z]+ed"
     "|(?:" + "|".join(_IRREGULAR_ACTIONS) + r")(?!\S)"
     ")"
@@ -400,13 +408,23 @@ def _clean_word(raw: str) -> list[str]:
 
 
 def _drop_fillers(words: Sequence[str]) -> list[int]:
-    """Indexes of the words that remain once one- and two-word fillers are removed."""
+    """Indexes of the words that remain once fillers and stuttered repeats are removed.
+
+    A speaker who restarts says a word twice ("i i rewrote", "showed the the other staff"); the
+    repeat is dropped so a keyword reads through it. Numbers ("twenty twenty") and the
+    placeholders of a keyword ("{word} {word}") are kept.
+    """
     kept: list[int] = []
     i = 0
     while i < len(words):
         if i + 1 < len(words) and f"{words[i]} {words[i + 1]}" in FILLERS:
             i += 2
-        elif words[i] in FILLERS:
+        elif words[i] in FILLERS or (
+            kept
+            and words[kept[-1]] == words[i]
+            and not _is_number_word(words[i])
+            and not words[i].startswith("{")  # "{word} {word}" in a keyword is two words
+        ):
             i += 1
         else:
             kept.append(i)
@@ -549,6 +567,10 @@ class _Answer:
             if first not in excepted
         }
         self.window = rules.negation.window
+        # Last token of each aim ("the target is to"): it reaches to the end of its clause.
+        self.aims = sorted(
+            {last for phrase in rules.negation.aims for _, last in self.find(phrase)}
+        )
 
     def joined_range(self, start: int, end: int) -> str:
         """The normalised words of tokens start..end-1, as one string."""
@@ -642,12 +664,13 @@ class _Answer:
         return any(following.startswith(cue) for cue in _EXPLAINING_CUES)
 
     def negated(self, first: int) -> bool:
-        """Whether a negation comes shortly before token `first`, in the same clause."""
+        """Whether a negation comes shortly before token `first`, or an aim anywhere before it,
+        in the same clause."""
         clause = self.tokens[first].clause
         return any(
             j in self.negations and self.tokens[j].clause == clause
             for j in range(max(0, first - self.window), first)
-        )
+        ) or any(j < first and self.tokens[j].clause == clause for j in self.aims)
 
     def quote(self, first: int, last: int) -> tuple[str, range]:
         """The caller's own words around tokens first..last, and the tokens they cover.
@@ -724,6 +747,29 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
         for first, last in answer.find(hint)
     )
     return DimensionResult(False, (), hinted)
+
+
+def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Per dimension, every keyword heard in the answers that counts (not negated, not ignored).
+
+    The evidence of `analyze` stops at a few quotes; this lists every keyword, for measuring
+    which keywords carry the verdicts (scripts/bench_rubric.py).
+    """
+    prepared = [_Answer(text, rules) for text in answers]
+    counted: dict[str, tuple[str, ...]] = {}
+    for name in rules.probe_order:
+        dimension = rules.dimensions[name]
+        ignored = [answer.covered(dimension.ignore) for answer in prepared]
+        counted[name] = tuple(
+            keyword
+            for keyword in dimension.keywords
+            if any(
+                not answer.negated(first) and not ignored[n].intersection(range(first, last + 1))
+                for n, answer in enumerate(prepared)
+                for first, last in answer.find(keyword)
+            )
+        )
+    return counted
 
 
 def windows(count: int, size: int, stride: int) -> list[tuple[int, int]]:

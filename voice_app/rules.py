@@ -78,7 +78,7 @@ _SEMANTIC_KEYS = ("window", "stride", "hint_margin")
 # enough that one idea dominates it.
 MIN_EXAMPLE_WORDS = 4
 MAX_EXAMPLE_WORDS = 30
-_NEGATION_KEYS = ("words", "window", "except")
+_NEGATION_KEYS = ("words", "window", "except", "aims")
 _JARGON_KEYS = ("dimension", "known", "terms", "max_unexplained", "suggestion")
 # Advice on length and delivery: optional in a file, these defaults apply when left out.
 DEFAULT_ADVICE = {
@@ -140,6 +140,9 @@ class Negation:
     words: tuple[str, ...]
     window: int
     exceptions: tuple[str, ...]
+    # Aims, plans and hopes ("the target is to", "we're hoping to"): what follows them in the
+    # same clause, however far, was not done yet, so it cancels keywords like a negation.
+    aims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -561,6 +564,11 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         exceptions=(
             _keywords(checker, negation_table, "except", "negation")
             if "except" in negation_table
+            else ()
+        ),
+        aims=(
+            _keywords(checker, negation_table, "aims", "negation", words)
+            if "aims" in negation_table
             else ()
         ),
     )
