@@ -200,6 +200,27 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds used while the `with` block ran: by the server, by this process (the load
+    generator), and by every other process on the machine (they share the cores)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.server = self.client = self.other = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (
+            server_cpu_seconds(self.server_pid), time.process_time(), machine_cpu_seconds()
+        )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        server, client, machine = self._start
+        self.server = server_cpu_seconds(self.server_pid) - server
+        self.client = time.process_time() - client
+        self.other = max(0.0, machine_cpu_seconds() - machine - self.server - self.client)
+
+
 # --- the calls --------------------------------------------------------------------------------
 
 
@@ -588,20 +609,15 @@ def run_once(
         wait_for_texts(standin, len(standin.texts) + 1, 30)
         baseline = figures(base_batch, standin)
         memory_before = sample_memory(server.process.pid, time.monotonic())
-        cpu_before = server_cpu_seconds(server.process.pid)
-        client_before = time.process_time()
-        machine_before = machine_cpu_seconds()
         texts_before = len(standin.texts)
         with MemoryWatch(server.process.pid) as watch:
-            batch = run_batch(
-                server, standin, calls, calls * 10_000, answers, make_recording,
-                args.hold_scale, args.deadline, args.ramp, args.paced,
-            )
-            completed = sum(c.completed for c in batch.calls)
-            wait_for_texts(standin, texts_before + completed, 60)
-            server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
-            client_cpu = time.process_time() - client_before
-            other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
+            with CpuMeter(server.process.pid) as cpu:
+                batch = run_batch(
+                    server, standin, calls, calls * 10_000, answers, make_recording,
+                    args.hold_scale, args.deadline, args.ramp, args.paced,
+                )
+                completed = sum(c.completed for c in batch.calls)
+                wait_for_texts(standin, texts_before + completed, 60)
             time.sleep(args.settle)
         load = figures(batch, standin)
         memory_after = watch.samples[-1]
@@ -613,9 +629,9 @@ def run_once(
             memory_before=memory_before,
             memory_peak=watch.peak(),
             memory_after=memory_after,
-            server_cpu=server_cpu,
-            client_cpu=client_cpu,
-            other_cpu=max(0.0, other_cpu),
+            server_cpu=cpu.server,
+            client_cpu=cpu.client,
+            other_cpu=cpu.other,
             database=database_facts(server.data),
             log=log_problems(server.log()),
             settle=args.settle,
@@ -649,17 +665,12 @@ def run_floor(
     server = start_server(floor, scratch / f"floor-{calls}", prompts, standin.base_url)
     try:
         time.sleep(2)
-        cpu_before = server_cpu_seconds(server.process.pid)
-        client_before = time.process_time()
-        machine_before = machine_cpu_seconds()
-        batch = run_batch(
-            server, standin, calls, 5_000_000 + calls * 10_000, answers, make_recording,
-            args.hold_scale, args.deadline, args.ramp, args.paced,
-        )
-        server_cpu = server_cpu_seconds(server.process.pid) - cpu_before
-        client_cpu = time.process_time() - client_before
-        other_cpu = machine_cpu_seconds() - machine_before - server_cpu - client_cpu
-        return FloorResult(figures(batch, standin), server_cpu, client_cpu, max(0.0, other_cpu))
+        with CpuMeter(server.process.pid) as cpu:
+            batch = run_batch(
+                server, standin, calls, 5_000_000 + calls * 10_000, answers, make_recording,
+                args.hold_scale, args.deadline, args.ramp, args.paced,
+            )
+        return FloorResult(figures(batch, standin), cpu.server, cpu.client, cpu.other)
     finally:
         stop_server(server)
 

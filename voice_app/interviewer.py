@@ -37,7 +37,7 @@ import functools
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from random import Random
 from typing import TYPE_CHECKING, Any
@@ -718,33 +718,38 @@ def _is_number_word(word: str) -> bool:
 _NUMBER_WORD_SET = frozenset(_NUMBER_WORDS)
 
 
+def _counting(
+    phrase: str, answers: Sequence[_Answer], ignored: Sequence[set[int]]
+) -> Iterator[tuple[int, int, int]]:
+    """(answer, first, last) of each place the phrase is heard and counts: not negated, and not
+    inside one of the dimension's `ignore` phrases (`ignored`, per answer)."""
+    for number, answer in enumerate(answers):
+        for first, last in answer.find(phrase):
+            if not answer.negated(first) and not ignored[number].intersection(
+                range(first, last + 1)
+            ):
+                yield number, first, last
+
+
 def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> DimensionResult:
     """Find a dimension's keywords across all answers; strongest keyword first in the evidence."""
     evidence: list[str] = []
     quoted: set[tuple[int, int]] = set()  # (answer, token) already inside a quote: no repeats
     ignored = [answer.covered(dimension.ignore) for answer in answers]
     for keyword in dimension.keywords:
-        for number, answer in enumerate(answers):
-            for first, last in answer.find(keyword):
-                if (
-                    answer.negated(first)
-                    or (number, first) in quoted
-                    or ignored[number].intersection(range(first, last + 1))
-                ):
-                    continue
-                text, span = answer.quote(first, last)
-                quoted.update((number, i) for i in span)
-                if text not in evidence:
-                    evidence.append(text)
-                if len(evidence) >= _EVIDENCE_PER_DIMENSION:
-                    return DimensionResult(True, tuple(evidence))
+        for number, first, last in _counting(keyword, answers, ignored):
+            if (number, first) in quoted:
+                continue
+            text, span = answers[number].quote(first, last)
+            quoted.update((number, i) for i in span)
+            if text not in evidence:
+                evidence.append(text)
+            if len(evidence) >= _EVIDENCE_PER_DIMENSION:
+                return DimensionResult(True, tuple(evidence))
     if evidence:
         return DimensionResult(True, tuple(evidence))
     hinted = any(
-        not answer.negated(first) and not ignored[number].intersection(range(first, last + 1))
-        for hint in dimension.hints
-        for number, answer in enumerate(answers)
-        for first, last in answer.find(hint)
+        next(_counting(hint, answers, ignored), None) is not None for hint in dimension.hints
     )
     return DimensionResult(False, (), hinted)
 
@@ -763,11 +768,7 @@ def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, 
         counted[name] = tuple(
             keyword
             for keyword in dimension.keywords
-            if any(
-                not answer.negated(first) and not ignored[n].intersection(range(first, last + 1))
-                for n, answer in enumerate(prepared)
-                for first, last in answer.find(keyword)
-            )
+            if next(_counting(keyword, prepared, ignored), None) is not None
         )
     return counted
 

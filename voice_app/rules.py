@@ -322,18 +322,8 @@ class _Checker:
         high: int,
     ) -> int | None:
         """A whole number within [low, high], or None (missing or invalid)."""
-        full_key = _join(where, key)
-        value = data.get(key)
-        if value is None:
-            return None
-        # TOML true/false are Python bools, which are ints: refuse them explicitly.
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(full_key, f"should be a whole number, found {_kind(value)}")
-            return None
-        if not low <= value <= high:
-            self.problem(full_key, f"should be between {low} and {high}, found {value}")
-            return None
-        return value
+        value = self._number(data, key, where, low, high, whole=True)
+        return None if value is None else int(value)
 
     def fraction(
         self,
@@ -345,17 +335,32 @@ class _Checker:
         high: float,
     ) -> float | None:
         """A number (whole or decimal) within [low, high], or None (missing or invalid)."""
+        value = self._number(data, key, where, low, high, whole=False)
+        return None if value is None else float(value)
+
+    def _number(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str,
+        low: float,
+        high: float,
+        *,
+        whole: bool,
+    ) -> int | float | None:
         full_key = _join(where, key)
         value = data.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(full_key, f"should be a number such as 0.5, found {_kind(value)}")
+        # TOML true/false are Python bools, which are ints: refuse them explicitly.
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+            expected = "a whole number" if whole else "a number such as 0.5"
+            self.problem(full_key, f"should be {expected}, found {_kind(value)}")
             return None
         if not low <= value <= high:
             self.problem(full_key, f"should be between {low} and {high}, found {value}")
             return None
-        return float(value)
+        return value
 
     def _check_text(
         self,
