@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import random
 import re
 import sys
@@ -71,35 +70,37 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from voice_app import learned  # noqa: E402
 from voice_app.config import load_settings  # noqa: E402
 from voice_app.embedding import Encoder, load_encoder  # noqa: E402
 from voice_app.interviewer import (  # noqa: E402
     Analysis,
-    DimensionResult,
     analyze,
     counted_keywords,
+    learned_features,
     pick_follow_up,
 )
 from voice_app.rules import Negation, QuestionRules, load_question  # noqa: E402
 
 CORPUS_DIR = ROOT / "tests" / "corpus"
-SPLITS = ("dev", "heldout", "blind1", "blind2", "blind")
-# Splits whose per-answer errors may be listed: they are tuning data.
-TUNING_SPLITS = ("dev", "heldout", "blind1", "blind2")
-# Splits reported only when their file exists.
-OPTIONAL_SPLITS = ("blind",)
+# The sealed split: reported per dimension when its file exists, never answer by answer.
+SEALED = "blind"
+# Tuning splits are every other <question>_<split>.toml in CORPUS_DIR; these come first, in this
+# order (the history of the corpus), the rest after them by name.
+FIRST_SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3")
+SECOND_LABELLER = "_second_labeller"
 FAMILY = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
-PRECISION = 0.9
-MIN_SUPPORT = 5
+# Judged by keywords alone: "I did" and "we did" look alike to a sentence model.
+KEYWORDS_ONLY = ("contribution",)
+# L2 penalties tried by the cross-validation (learned.RIDGE is the one that ships).
+RIDGES = (0.1, 0.3, 1.0)
 
 
 @dataclass(frozen=True)
@@ -149,118 +150,71 @@ class Run:
 class System:
     rules: QuestionRules
     encoder: Encoder | None = None
-    layer: Layer | None = None  # a learned layer over the rules' and the model's signals
 
     def analyze(self, text: str) -> Analysis:
         """The system's judgement of one answer."""
-        if self.layer is not None:
-            return self.layer.analyze(self.rules, text)
         return analyze(self.rules, [text], self.encoder)
 
 
-# Features of one answer for one dimension, all read from the interviewer's public results: the
-# keyword verdict, a hint, how many distinct quotes the keywords gave, the best window similarity
-# to the dimension's examples (0 without examples), the length, and whether "I" acted.
-FEATURES = ("bias", "keywords", "hinted", "quotes", "similarity", "words", "i_acted")
-RIDGE = 1.0  # L2 penalty on every weight but the bias: few answers, keep the weights small
-HINT_PROBABILITY = 0.25  # below 0.5 but above this: asked about after surely missing dimensions
-
-
-@dataclass(frozen=True)
-class Layer:
-    """Logistic regression per dimension over FEATURES, fitted in code (deterministic)."""
-
-    weights: dict[str, npt.NDArray[np.float64]]
-    features: Features
-
-    def analyze(self, rules: QuestionRules, text: str) -> Analysis:
-        """The rules' analysis with each dimension's verdict replaced by the layer's."""
-        base, rows = self.features.of(text)
-        dimensions: dict[str, DimensionResult] = {}
-        for name, result in base.dimensions.items():
-            probability = float(1 / (1 + np.exp(-rows[name] @ self.weights[name])))
-            present = probability >= 0.5
-            dimensions[name] = DimensionResult(
-                present,
-                # A dimension the layer adds is quoted from the window that matched best.
-                result.evidence or (self.features.window_quote(text, name) if present else ()),
-                hinted=not present and (result.hinted or probability >= HINT_PROBABILITY),
-                similarity=result.similarity,
-            )
-        return replace(base, dimensions=dimensions)
-
-
-class Features:
-    """FEATURES of each answer, computed once per text (they do not depend on what is fitted)."""
+class Rows:
+    """What the learned judge reads of each answer (`learned_features`), computed once."""
 
     def __init__(self, rules: QuestionRules, encoder: Encoder) -> None:
         self.rules = rules
         self.encoder = encoder
-        # Thresholds above 1: the model reports each dimension's best similarity, never decides.
-        self.measuring = with_thresholds(rules, {name: 2.0 for name in rules.dimensions})
-        self.cache: dict[str, tuple[Analysis, dict[str, npt.NDArray[np.float64]]]] = {}
+        self.cache: dict[str, dict[str, Any]] = {}
 
-    def of(self, text: str) -> tuple[Analysis, dict[str, npt.NDArray[np.float64]]]:
-        """The keyword rules' analysis of the answer and its feature row per dimension."""
+    def __call__(self, text: str) -> dict[str, Any]:
         if text not in self.cache:
-            keywords = analyze(self.rules, [text])
-            measured = analyze(self.measuring, [text], self.encoder)
-            words = math.log1p(keywords.words_heard) / 5
-            contribution = keywords.dimensions.get("contribution")
-            acted = float(contribution is not None and contribution.present)
-            rows = {
-                name: np.array(
-                    [
-                        1.0,
-                        float(result.present),
-                        float(result.hinted),
-                        len(result.evidence) / 3,
-                        measured.dimensions[name].similarity or 0.0,
-                        words,
-                        acted,
-                    ]
-                )
-                for name, result in keywords.dimensions.items()
-            }
-            self.cache[text] = (keywords, rows)
+            self.cache[text] = learned_features(self.rules, [text], self.encoder)
         return self.cache[text]
 
-    def window_quote(self, text: str, name: str) -> tuple[str, ...]:
-        """The quote the semantic signal gives for a dimension, whatever its threshold."""
-        anything = with_thresholds(self.rules, {name: 0.0})
-        return analyze(anything, [text], self.encoder).dimensions[name].evidence
 
-
-def fit_layer(corpus: Sequence[Labelled], features: Features) -> Layer:
-    """Logistic regression per dimension by Newton's method with an L2 penalty (deterministic)."""
-    weights: dict[str, npt.NDArray[np.float64]] = {}
-    penalty = RIDGE * np.eye(len(FEATURES))
-    penalty[0, 0] = 0.0
-    for name in features.rules.probe_order:
-        x = np.array([features.of(item.text)[1][name] for item in corpus])
-        y = np.array([name in item.shows for item in corpus], dtype=np.float64)
-        w = np.zeros(len(FEATURES))
-        for _ in range(100):
-            p = 1 / (1 + np.exp(-x @ w))
-            gradient = x.T @ (p - y) + penalty @ w
-            hessian = (x * (p * (1 - p))[:, None]).T @ x + penalty + 1e-9 * np.eye(len(FEATURES))
-            step = np.linalg.solve(hessian, gradient)
-            w -= step
-            if np.abs(step).max() < 1e-9:
-                break
-        weights[name] = w
-    return Layer(weights, features)
+def fit_learned(
+    rules: QuestionRules, corpus: Sequence[Labelled], rows: Rows, ridge: float = learned.RIDGE
+) -> QuestionRules:
+    """The rules with a learned judge fitted on `corpus` (the dimensions the shipped file's
+    model judges; every dimension but KEYWORDS_ONLY when it has none)."""
+    names = (
+        list(rules.learned.dimensions)
+        if rules.learned is not None
+        else [n for n in rules.probe_order if n not in KEYWORDS_ONLY]
+    )
+    model = learned.fit(
+        [rows(item.text) for item in corpus], [item.shows for item in corpus], names, ridge=ridge
+    )
+    return replace(rules, learned=model)
 
 
 def load_corpus(question: str, split: str) -> list[Labelled]:
     """The labelled answers of one split."""
-    path = corpus_path(question, split)
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
     return [
         Labelled(a["id"], a["text"], frozenset(a["shows"]), a.get("notes", ""))
-        for a in data["answers"]
+        for a in _read(corpus_path(question, split))["answers"]
     ]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def tuning_splits(question: str) -> list[str]:
+    """The question's tuning splits: every corpus file but the sealed one and second labels."""
+    prefix = f"{question}_"
+    found = {
+        path.stem.removeprefix(prefix)
+        for path in CORPUS_DIR.glob(f"{prefix}*.toml")
+        if not path.stem.endswith(SECOND_LABELLER)
+    }
+    found.discard(SEALED)
+    first = [split for split in FIRST_SPLITS if split in found]
+    return first + sorted(found - set(first))
+
+
+def writer_of(question: str, split: str) -> str:
+    """Who wrote a split (its `writer` key; the split's name when it has none)."""
+    return str(_read(corpus_path(question, split)).get("writer", split))
 
 
 def corpus_path(question: str, split: str) -> Path:
@@ -415,29 +369,6 @@ class Counted:
         return self.cache[text]
 
 
-def fit_thresholds(
-    rules: QuestionRules, corpus: Sequence[Labelled], encoder: Encoder
-) -> dict[str, float]:
-    """Each dimension's `min_similarity` fitted on `corpus` (see the module docstring)."""
-    never = with_thresholds(rules, {name: 2.0 for name in rules.dimensions})
-    best: dict[str, list[tuple[float, bool]]] = {name: [] for name in rules.dimensions}
-    for item in corpus:
-        for name, result in analyze(never, [item.text], encoder).dimensions.items():
-            if result.similarity is not None:
-                best[name].append((result.similarity, name in item.shows))
-    fitted: dict[str, float] = {}
-    for name, pairs in best.items():
-        if not rules.dimensions[name].examples:
-            continue
-        fitted[name] = 1.0
-        for threshold in sorted({score for score, _ in pairs}):
-            above = [shows for score, shows in pairs if score >= threshold]
-            if len(above) >= MIN_SUPPORT and sum(above) >= PRECISION * len(above):
-                fitted[name] = math.ceil(threshold * 100) / 100
-                break
-    return fitted
-
-
 def split_table(
     split: str, runs: dict[str, Run], order: Sequence[str], totals_only: bool
 ) -> list[str]:
@@ -488,18 +419,18 @@ def pooled(runs: Sequence[Run]) -> Run:
 
 
 def cv_table(
-    folds: dict[str, dict[str, Run]], tuning: Sequence[str], order: Sequence[str]
+    folds: dict[str, dict[str, Run]], writers: Sequence[str], order: Sequence[str]
 ) -> list[str]:
     """Markdown lines of the leave-one-split-out cross-validation: F1 per dimension."""
     lines = [
-        "#### leave-one-split-out cross-validation (each split scored by what was fitted on the "
-        "others)",
+        "#### leave-one-writer-out cross-validation (each writer's splits scored by what was "
+        "fitted on the other writers')",
         "",
         "| held out | system | " + " | ".join(order) + " | macro F1 | follow-up right |",
         "|---|---|" + "---|" * (len(order) + 2),
     ]
     systems = list(next(iter(folds.values())))
-    rows = [(split, folds[split]) for split in tuning if split in folds]
+    rows = [(writer, folds[writer]) for writer in writers if writer in folds]
     rows.append(("pooled", {s: pooled([folds[split][s] for split in folds]) for s in systems}))
     for split, fold in rows:
         for system in systems:
@@ -517,29 +448,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--question", default="accomplishment")
     parser.add_argument(
-        "--errors", choices=SPLITS, help="list the misjudged answers of a tuning split (not blind)"
+        "--errors", metavar="SPLIT", help="list the misjudged answers of a tuning split (not blind)"
     )
     parser.add_argument(
         "--splits",
         nargs="+",
-        choices=SPLITS,
-        default=list(SPLITS),
-        help="the splits to report (default: all that exist)",
-    )
-    parser.add_argument(
-        "--fit", action="store_true", help="print min_similarity fitted on all tuning splits"
+        metavar="SPLIT",
+        help="the splits to report (default: every tuning split and the sealed one, if it exists)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "rubric.md")
     args = parser.parse_args(argv)
-    if args.errors and args.errors not in TUNING_SPLITS:
+    known = tuning_splits(args.question)
+    if args.errors is not None and args.errors not in known:
         print(
             f"refused: per-answer errors of the {args.errors} split are never listed; "
-            f"use --errors {', '.join(TUNING_SPLITS)}",
+            f"use --errors with one of {', '.join(known)}"
+            if args.errors == SEALED
+            else f"unknown split {args.errors!r}: the tuning splits are {', '.join(known)}",
             file=sys.stderr,
         )
         return 2
-    if args.errors and args.errors not in args.splits:
-        args.splits.append(args.errors)
+    wanted = list(args.splits or [*known, SEALED])
+    unknown = [split for split in wanted if split not in (*known, SEALED)]
+    if unknown:
+        print(
+            f"unknown split(s) {', '.join(unknown)}: choose from {', '.join([*known, SEALED])}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.errors and args.errors not in wanted:
+        wanted.append(args.errors)
 
     current = load_question(args.question)
     encoder = load_encoder(load_settings({"semantic": True}))
@@ -550,24 +488,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (v1_dir / "questions" / f"{args.question}.toml").is_file():
         systems["v1"] = System(load_question(args.question, v1_dir))
     notes: list[str] = []
-    splits: list[str] = []
-    for split in SPLITS:
-        if split not in args.splits:
-            notes.append(f"Split {split} not run (left out of --splits).")
-            continue
-        if not corpus_path(args.question, split).is_file():
-            if split in OPTIONAL_SPLITS:
-                notes.append(
-                    f"Split {split} skipped: {corpus_path(args.question, split).name} "
-                    "does not exist (yet)."
-                )
-            else:
-                notes.append(f"Split {split} skipped: no file for this question.")
-            continue
-        splits.append(split)
+    splits = [split for split in (*known, SEALED) if split in wanted]
+    if SEALED in splits and not corpus_path(args.question, SEALED).is_file():
+        splits.remove(SEALED)
+        notes.append(
+            f"Split {SEALED} skipped: {corpus_path(args.question, SEALED).name} "
+            "does not exist (yet)."
+        )
+    notes += [
+        f"Split {split} not run (left out of --splits)." for split in known if split not in splits
+    ]
     corpora = {split: load_corpus(args.question, split) for split in splits}
-    tuning = [s for s in splits if s in TUNING_SPLITS]
-    features = Features(current, encoder)
+    tuning = [s for s in splits if s != SEALED]
+    writers: dict[str, list[str]] = {}
+    for split in tuning:
+        writers.setdefault(writer_of(args.question, split), []).append(split)
+    rows = Rows(current, encoder)
     runs = {
         split: {name: evaluate(system, corpora[split]) for name, system in systems.items()}
         for split in splits
@@ -577,50 +513,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         if second is not None:
             # The ceiling: how far a second careful person agrees with the labels.
             runs[split]["second labeller"] = agreement(corpora[split], second, current.probe_order)
-    # Leave one split out: whatever is fitted is fitted on the other tuning splits only.
-    cv_thresholds: dict[str, dict[str, float]] = {}
+    # Leave one writer out: whatever is fitted is fitted on the other writers' splits only.
     folds: dict[str, dict[str, Run]] = {}
     dropped: dict[tuple[str, str], int] = {}
     keywords, phrases = Counted(current), Counted(expand_families(current))
-    if len(tuning) > 1:
-        for split in tuning:
-            others = [item for other in tuning if other != split for item in corpora[other]]
-            fold = {"rules": runs[split]["rules"]}
+    if len(writers) > 1:
+        for writer, own in writers.items():
+            held = [item for split in own for item in corpora[split]]
+            others = [item for split in tuning if split not in own for item in corpora[split]]
+            fold = {"rules": evaluate(System(current), held)}
             for name, hits in (("pruned-kw", keywords), ("pruned", phrases)):
-                pruned, dropped[name, split] = prune_unseen(hits, others, corpora[split])
-                fold[name] = evaluate(System(pruned), corpora[split])
-            if current.uses_examples:
-                cv_thresholds[split] = fit_thresholds(current, others, encoder)
-                refit = System(with_thresholds(current, cv_thresholds[split]), encoder)
-                fold["cv"] = runs[split]["cv"] = evaluate(refit, corpora[split])
-            fold["learned"] = evaluate(
-                System(current, layer=fit_layer(others, features)), corpora[split]
-            )
-            folds[split] = fold
+                pruned, dropped[name, writer] = prune_unseen(hits, others, held)
+                fold[name] = evaluate(System(pruned), held)
+            for ridge in RIDGES:
+                label = "learned" if ridge == learned.RIDGE else f"learned@{ridge:g}"
+                fold[label] = evaluate(
+                    System(fit_learned(current, others, rows, ridge), encoder), held
+                )
+            folds[writer] = fold
 
     lines = [f"### {args.question}", ""]
+    if len(tuning) > 1:
+        everything = {
+            system: pooled([runs[split][system] for split in tuning]) for system in systems
+        }
+        lines += [*split_table("all tuning splits", everything, current.probe_order, False), ""]
     for split in splits:
         # Per-dimension figures of the sealed split say nothing of its answers; those are never
-        # listed (see --errors).
-        lines += [*split_table(split, runs[split], current.probe_order, totals_only=False), ""]
-    shipped = {n: d.min_similarity for n, d in current.dimensions.items() if d.examples}
-    lines.append(
-        "`min_similarity` in the rules file: "
-        + ", ".join(f"{n} {v:.2f}" for n, v in shipped.items())
-        + "."
-    )
-    for split, fitted in cv_thresholds.items():
-        lines.append(
-            f"- cv fold {split}: fitted on {' + '.join(s for s in tuning if s != split)}: "
-            + ", ".join(f"{n} {v:.2f}" for n, v in fitted.items())
-        )
+        # listed (see --errors). Each tuning split alone: totals (the pooled table has the rest).
+        alone = split != SEALED and len(tuning) > 1
+        lines += [*split_table(split, runs[split], current.probe_order, totals_only=alone), ""]
     if folds:
-        lines += ["", *cv_table(folds, tuning, current.probe_order), ""]
+        lines += ["", *cv_table(folds, list(writers), current.probe_order), ""]
         lines.append(
-            "Keywords dropped per held-out split (pruned-kw / pruned): "
+            "Writers (their splits): "
+            + ", ".join(f"{w} ({' + '.join(own)})" for w, own in writers.items())
+            + ". Keywords dropped per held-out writer (pruned-kw / pruned): "
             + ", ".join(
-                f"{split} {dropped['pruned-kw', split]} / {dropped['pruned', split]}"
-                for split in folds
+                f"{writer} {dropped['pruned-kw', writer]} / {dropped['pruned', writer]}"
+                for writer in folds
             )
             + "."
         )
@@ -674,12 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
-    if args.fit:
-        fitted = fit_thresholds(current, [i for s in tuning for i in corpora[s]], encoder)
-        print("\nmin_similarity fitted on " + " + ".join(tuning) + ":")
-        for name, value in fitted.items():
-            print(f"  [dimensions.{name}] min_similarity = {value:.2f}")
-    if args.errors in TUNING_SPLITS:
+    if args.errors is not None:
         print(f"\nmisjudged answers ({args.errors}, rules):")
         for line in runs[args.errors]["rules"].errors:
             print("  " + line)

@@ -37,7 +37,7 @@ import functools
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from random import Random
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from voice_app.delivery import Delivery
     from voice_app.embedding import Encoder, Vectors
     from voice_app.rules import Dimension, Jargon, QuestionRules
+
+Span = tuple[int, int, int]  # (answer number, first token, end token) of a window
 
 SMS_LIMIT = 320
 # The whole conversation under this many words is too short to judge well (about 15 seconds).
@@ -332,6 +334,8 @@ class DimensionResult:
     # Best cosine similarity of a window of the answer to one of the dimension's examples; None
     # when the semantic signal was not used for this dimension.
     similarity: float | None = None
+    # The learned judge's probability that the dimension is shown; None when it was not used.
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -801,21 +805,97 @@ def _vetoed(dimension: Dimension, answer: _Answer) -> set[int]:
 
 
 def _window_quote(
-    answer: _Answer, start: int, end: int, stride: int, examples: Vectors, encoder: Encoder
+    answer: _Answer,
+    start: int,
+    end: int,
+    stride: int,
+    closeness: Callable[[Vectors], Any],
+    encoder: Encoder,
 ) -> str:
-    """The caller's words in a window that matched examples: the closer half of a long window.
+    """The caller's words in a window that matched: the closer half of a long window.
 
     A whole 20-word window is too long to quote in a text message; its two halves (each at
-    least a short phrase) are compared with the examples and the closer one is quoted.
+    least a short phrase) are scored by `closeness` (one number per vector, higher is closer to
+    the dimension) and the closer one is quoted.
     """
     if end - start >= stride + _MIN_QUOTE_WORDS:
         halves = [(start, start + stride), (start + stride, end)]
         vectors = encoder.encode([answer.joined_range(a, b) for a, b in halves])
-        closeness = (vectors @ examples.T).max(axis=1)
-        start, end = halves[int(closeness.argmax())]
+        start, end = halves[int(closeness(vectors).argmax())]
     raw = sorted({token.raw for token in answer.tokens[start:end]})
     text = " ".join(answer.raw_words[i] for i in raw).strip(_QUOTE_EDGES)
     return _truncate(text, _EVIDENCE_MAX_CHARS)
+
+
+def _closeness_to(examples: Vectors) -> Callable[[Vectors], Any]:
+    """Each vector's similarity to the nearest of the examples."""
+    return lambda vectors: (vectors @ examples.T).max(axis=1)
+
+
+def _spans(rules: QuestionRules, answers: Sequence[_Answer]) -> list[tuple[int, int, int]]:
+    """(answer number, start, end) of every window of the conversation."""
+    return [
+        (number, start, end)
+        for number, answer in enumerate(answers)
+        for start, end in windows(len(answer.tokens), rules.semantic.window, rules.semantic.stride)
+    ]
+
+
+def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[Span]) -> list[int]:
+    """Indexes of the windows free of the dimension's negated keywords and hints."""
+    vetoed = [_vetoed(dimension, answer) for answer in answers]
+    return [i for i, (n, a, b) in enumerate(spans) if not vetoed[n].intersection(range(a, b))]
+
+
+def learned_features(
+    rules: QuestionRules, answers: Sequence[str], encoder: Encoder
+) -> dict[str, Any]:
+    """What the learned judge reads, per dimension: the pooled vectors of the allowed windows
+    (None when there are none). The training script and the benchmark fit on exactly this."""
+    from voice_app.learned import pool
+
+    prepared = [_Answer(text, rules) for text in answers]
+    spans = _spans(rules, prepared)
+    vectors = encoder.encode([prepared[n].joined_range(s, e) for n, s, e in spans])
+    features: dict[str, Any] = {}
+    for name in rules.probe_order:
+        allowed = _allowed(rules.dimensions[name], prepared, spans)
+        features[name] = pool(vectors[allowed]) if allowed else None
+    return features
+
+
+def _learned_results(
+    rules: QuestionRules,
+    answers: Sequence[_Answer],
+    results: dict[str, DimensionResult],
+    encoder: Encoder,
+) -> dict[str, DimensionResult]:
+    """The rules' results, with dimensions the keywords missed but the learned judge found."""
+    model = rules.learned
+    spans = _spans(rules, answers)
+    if model is None or not spans:
+        return results
+    vectors = encoder.encode([answers[n].joined_range(s, e) for n, s, e in spans])
+    out = dict(results)
+    for name, judge in model.dimensions.items():
+        allowed = _allowed(rules.dimensions[name], answers, spans)
+        if not allowed:
+            continue
+        probability = judge.probability(vectors[allowed])
+        result = results[name]
+        if result.present:
+            out[name] = DimensionResult(True, result.evidence, probability=probability)
+        elif probability >= model.threshold:
+            best = allowed[int(judge.window_scores(vectors[allowed]).argmax())]
+            n, start, end = spans[best]
+            quote = _window_quote(
+                answers[n], start, end, rules.semantic.stride, judge.window_scores, encoder
+            )
+            out[name] = DimensionResult(True, (quote,), probability=probability)
+        else:
+            hinted = result.hinted or probability >= model.hint
+            out[name] = DimensionResult(False, (), hinted, probability=probability)
+    return out
 
 
 def _semantic_results(
@@ -826,11 +906,7 @@ def _semantic_results(
 ) -> dict[str, DimensionResult]:
     """The rules' results, with dimensions the keywords missed but the examples found."""
     judged = [d for d in rules.dimensions.values() if d.examples]
-    spans = [
-        (number, start, end)
-        for number, answer in enumerate(answers)
-        for start, end in windows(len(answer.tokens), rules.semantic.window, rules.semantic.stride)
-    ]
+    spans = _spans(rules, answers)
     if not spans or not judged:
         return results
     texts = [answers[n].joined_range(start, end) for n, start, end in spans]
@@ -842,12 +918,7 @@ def _semantic_results(
     for dimension in judged:
         block = similarity[:, column : column + len(dimension.examples)].max(axis=1)
         column += len(dimension.examples)
-        vetoed = [_vetoed(dimension, answer) for answer in answers]
-        allowed = [
-            i
-            for i, (n, start, end) in enumerate(spans)
-            if not vetoed[n].intersection(range(start, end))
-        ]
+        allowed = _allowed(dimension, answers, spans)
         if not allowed:
             continue
         best = max(allowed, key=lambda i: float(block[i]))
@@ -858,7 +929,9 @@ def _semantic_results(
         elif score >= dimension.min_similarity:
             n, start, end = spans[best]
             mine = vectors[len(texts) + column - len(dimension.examples) : len(texts) + column]
-            quote = _window_quote(answers[n], start, end, rules.semantic.stride, mine, encoder)
+            quote = _window_quote(
+                answers[n], start, end, rules.semantic.stride, _closeness_to(mine), encoder
+            )
             out[dimension.name] = DimensionResult(True, (quote,), similarity=score)
         else:
             near = score >= dimension.min_similarity - rules.semantic.hint_margin
@@ -880,7 +953,9 @@ def analyze(
     dimensions = {
         name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
     }
-    if encoder is not None and rules.uses_examples:
+    if encoder is not None and rules.learned is not None:
+        dimensions = _learned_results(rules, prepared, dimensions, encoder)
+    elif encoder is not None and rules.uses_examples:
         dimensions = _semantic_results(rules, prepared, dimensions, encoder)
     unexplained: list[str] = []
     jargon = rules.jargon

@@ -30,6 +30,7 @@ from voice_app.interviewer import (
     normalize,
     normalize_keyword,
 )
+from voice_app.learned import LearnedModel, load_model
 
 DEFAULT_GRAMMARS_DIR = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -61,6 +62,7 @@ _QUESTION_KEYS = (
     "words",
     "jargon",
     "semantic",
+    "learned",
 )
 _DIMENSION_KEYS = (
     "label",
@@ -74,6 +76,7 @@ _DIMENSION_KEYS = (
     "min_similarity",
 )
 _SEMANTIC_KEYS = ("window", "stride", "hint_margin")
+_LEARNED_KEYS = ("model",)
 # An example is a phrase of about one window of speech: long enough to carry a meaning, short
 # enough that one idea dominates it.
 MIN_EXAMPLE_WORDS = 4
@@ -188,6 +191,9 @@ class QuestionRules:
     words: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     jargon: Jargon | None = None
     semantic: Semantic = field(default_factory=Semantic)
+    # A judge trained on labelled answers (voice_app/learned.py): with the semantic signal on, it
+    # replaces the examples for this question.
+    learned: LearnedModel | None = None
 
     @property
     def uses_examples(self) -> bool:
@@ -499,7 +505,9 @@ def _semantic(checker: _Checker, data: Mapping[str, Any]) -> Semantic:
     return Semantic(window, stride, default.hint_margin if margin is None else margin)
 
 
-def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> QuestionRules:
+def _parse_question(
+    path: Path, data: dict[str, Any], checker: _Checker, *, with_model: bool = True
+) -> QuestionRules:
     """Build a QuestionRules from a parsed file, recording every problem in `checker`."""
     checker.unknown_keys(data, _QUESTION_KEYS, "")
     question_id = checker.text(data, "id")
@@ -619,7 +627,29 @@ def _parse_question(path: Path, data: dict[str, Any], checker: _Checker) -> Ques
         words=MappingProxyType(words),
         jargon=jargon,
         semantic=_semantic(checker, data),
+        learned=_learned(path, checker, data, tuple(ordered)) if with_model else None,
     )
+
+
+def _learned(
+    path: Path, checker: _Checker, data: Mapping[str, Any], names: tuple[str, ...]
+) -> LearnedModel | None:
+    """The optional [learned] table: `model`, a JSON file beside the rules file."""
+    if "learned" not in data:
+        return None
+    table = checker.table(data, "learned")
+    checker.unknown_keys(table, _LEARNED_KEYS, "learned")
+    name = checker.text(table, "model", "learned")
+    if not name:
+        return None
+    if Path(name).name != name or not name.endswith(".json"):
+        checker.problem("learned.model", f"{name!r}: name a .json file beside the rules file")
+        return None
+    try:
+        return load_model(path.parent / name, names)
+    except RulesError as error:
+        checker.problem("learned.model", f"{error.path}: {error.key}: {error.problem}")
+        return None
 
 
 def _word_families(checker: _Checker, data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -687,20 +717,27 @@ def _check_name(kind: str, name: str, path: Path) -> None:
         )
 
 
-def _question_problems(path: Path) -> tuple[QuestionRules | None, list[RulesError]]:
+def _question_problems(
+    path: Path, *, with_model: bool = True
+) -> tuple[QuestionRules | None, list[RulesError]]:
     checker = _Checker(path)
     data = _read_toml(path, checker)
     if data is None:
         return None, checker.problems
-    rules = _parse_question(path, data, checker)
+    rules = _parse_question(path, data, checker, with_model=with_model)
     return (None if checker.problems else rules), checker.problems
 
 
-def load_question(question_id: str, grammars_dir: Path = DEFAULT_GRAMMARS_DIR) -> QuestionRules:
-    """Load and validate grammars/questions/<question_id>.toml; raises RulesError."""
+def load_question(
+    question_id: str, grammars_dir: Path = DEFAULT_GRAMMARS_DIR, *, with_model: bool = True
+) -> QuestionRules:
+    """Load and validate grammars/questions/<question_id>.toml; raises RulesError.
+
+    `with_model=False` leaves out the learned judge (its file is not read): for training it.
+    """
     path = Path(grammars_dir) / "questions" / f"{question_id}.toml"
     _check_name("question", question_id, path)
-    rules, problems = _question_problems(path)
+    rules, problems = _question_problems(path, with_model=with_model)
     if problems:
         raise problems[0]
     assert rules is not None  # no problems means the rules were built

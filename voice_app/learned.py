@@ -1,0 +1,201 @@
+"""A rubric judge learned from labelled answers: the semantic signal of a question that has one.
+
+Keyword rules see only the phrasings someone wrote down. This judge has read how many writers
+say each dimension: per dimension, a logistic regression over sentence vectors of the caller's
+words. The answer is cut into the semantic signal's windows (voice_app/interviewer.py makes them
+and their vectors); the features of a conversation for one dimension are the mean and the
+elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
+that dimension ("we never measured it" is no result, however it sounds). The output is the
+probability that a hiring manager would say the conversation shows the dimension.
+
+The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
+made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
+Fitting lives here too, so that the training script and the benchmark's cross-validation fit the
+same way. Pure numpy, no I/O but `load_model` and `dump_model`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voice_app.errors import RulesError
+
+Floats = npt.NDArray[np.float64]
+FORMAT = 1
+# L2 penalty on every weight but the bias. Chosen by leave-one-writer-out cross-validation
+# over 0.1, 0.3 and 1 (see scripts/bench_rubric.py); few answers per writer, keep weights small.
+RIDGE = 0.3
+FILE_KEY = "(file)"
+TRAIN = "scripts/train_rubric.py"
+_NEWTON_STEPS = 60
+
+
+@dataclass(frozen=True)
+class DimensionModel:
+    """One dimension's logistic regression: weights on the mean and the max of window vectors."""
+
+    mean: Floats
+    max: Floats
+    bias: float
+
+    def probability(self, windows: npt.NDArray[Any]) -> float:
+        """How likely a conversation whose windows have these vectors shows the dimension."""
+        vectors = np.asarray(windows, dtype=np.float64)
+        z = float(vectors.mean(axis=0) @ self.mean + vectors.max(axis=0) @ self.max + self.bias)
+        return float(1 / (1 + np.exp(-z)))
+
+    def window_scores(self, windows: npt.NDArray[Any]) -> Floats:
+        """How much each window alone speaks for the dimension: picks the quote to show."""
+        return np.asarray(windows, dtype=np.float64) @ (self.mean + self.max)
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """Per-dimension models of one question, and the probabilities at which they decide."""
+
+    dimensions: Mapping[str, DimensionModel]
+    size: int  # length of one sentence vector
+    threshold: float = 0.5  # at or above: the dimension counts as shown
+    # At or above (and below threshold): hinted, asked about after the surely missing ones.
+    hint: float = 0.3
+    trained_on: str = ""  # what the model was fitted on, for whoever reads the file
+
+
+def pool(windows: npt.NDArray[Any]) -> Floats:
+    """The features of a conversation for one dimension: mean and max of its window vectors."""
+    vectors = np.asarray(windows, dtype=np.float64)
+    return np.concatenate([vectors.mean(axis=0), vectors.max(axis=0)])
+
+
+def fit_dimension(
+    features: Sequence[Floats], shows: Sequence[bool], ridge: float = RIDGE
+) -> DimensionModel:
+    """Logistic regression by Newton's method with an L2 penalty (deterministic)."""
+    x = np.array(features, dtype=np.float64)
+    y = np.array(shows, dtype=np.float64)
+    x = np.hstack([x, np.ones((len(x), 1))])
+    width = x.shape[1]
+    penalty = ridge * np.eye(width)
+    penalty[-1, -1] = 0.0  # the bias is free
+    w = np.zeros(width)
+    for _ in range(_NEWTON_STEPS):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        gradient = x.T @ (p - y) + penalty @ w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + penalty + 1e-9 * np.eye(width)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    half = (width - 1) // 2
+    return DimensionModel(mean=w[:half], max=w[half:-1], bias=float(w[-1]))
+
+
+def fit(
+    rows: Sequence[Mapping[str, Floats | None]],
+    labels: Sequence[Collection[str]],
+    names: Sequence[str],
+    *,
+    ridge: float = RIDGE,
+    trained_on: str = "",
+) -> LearnedModel:
+    """A model for each of `names`, from each answer's pooled features and its labels.
+
+    `rows[i][name]` is None when every window of answer i was vetoed for that dimension: such an
+    answer teaches that dimension nothing and is left out of its fit.
+    """
+    dimensions: dict[str, DimensionModel] = {}
+    size = 0
+    for name in names:
+        pairs = [(row[name], name in shown) for row, shown in zip(rows, labels, strict=True)]
+        kept = [(f, s) for f, s in pairs if f is not None]
+        if not kept:
+            continue
+        size = len(kept[0][0]) // 2
+        dimensions[name] = fit_dimension([f for f, _ in kept], [s for _, s in kept], ridge)
+    return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on)
+
+
+def dump_model(model: LearnedModel, path: Path) -> None:
+    """Write the model as JSON (weights rounded to 6 significant digits: far below their noise)."""
+
+    def numbers(values: Floats) -> list[float]:
+        return [float(f"{v:.6g}") for v in values]
+
+    data = {
+        "format": FORMAT,
+        "trained_on": model.trained_on,
+        "size": model.size,
+        "threshold": model.threshold,
+        "hint": model.hint,
+        "dimensions": {
+            name: {"bias": float(f"{d.bias:.6g}"), "mean": numbers(d.mean), "max": numbers(d.max)}
+            for name, d in model.dimensions.items()
+        },
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
+    """Read and check a model file; raises RulesError naming the file and the key at fault."""
+    where = str(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RulesError(
+            where, FILE_KEY, "does not exist: make it with scripts/train_rubric.py"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RulesError(
+            where, FILE_KEY, f"cannot be read as JSON ({error}): remake it ({TRAIN})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RulesError(where, "format", f"must be {FORMAT}: retrain with scripts/train_rubric.py")
+    size = data.get("size")
+    if not isinstance(size, int) or size <= 0:
+        raise RulesError(where, "size", "must be a positive whole number (the vector length)")
+    threshold, hint = data.get("threshold"), data.get("hint")
+    for key, value in (("threshold", threshold), ("hint", hint)):
+        if not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise RulesError(where, key, "must be a probability between 0 and 1")
+    assert isinstance(threshold, (int, float)) and isinstance(hint, (int, float))
+    if hint > threshold:
+        raise RulesError(where, "hint", f"is above threshold ({threshold}); hints come below it")
+    table = data.get("dimensions")
+    if not isinstance(table, dict) or not table:
+        raise RulesError(where, "dimensions", "must map dimension names to their weights")
+    dimensions: dict[str, DimensionModel] = {}
+    for name, weights in table.items():
+        key = f"dimensions.{name}"
+        if name not in dimension_names:
+            raise RulesError(where, key, f"is not a dimension of the question: retrain ({TRAIN})")
+        if not isinstance(weights, dict):
+            raise RulesError(where, key, "must hold bias, mean and max")
+        vectors: dict[str, Floats] = {}
+        for part in ("mean", "max"):
+            values = weights.get(part)
+            if (
+                not isinstance(values, list)
+                or len(values) != size
+                or not all(isinstance(v, (int, float)) for v in values)
+            ):
+                raise RulesError(where, f"{key}.{part}", f"must be a list of {size} numbers")
+            vectors[part] = np.array(values, dtype=np.float64)
+        bias = weights.get("bias")
+        if not isinstance(bias, (int, float)):
+            raise RulesError(where, f"{key}.bias", "must be a number")
+        dimensions[name] = DimensionModel(vectors["mean"], vectors["max"], float(bias))
+    return LearnedModel(
+        MappingProxyType(dimensions),
+        size,
+        float(threshold),
+        float(hint),
+        str(data.get("trained_on", "")),
+    )
