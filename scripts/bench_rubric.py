@@ -2,67 +2,61 @@
 corpus in tests/corpus/, for each split, against baselines run in the same process.
 
     .venv/bin/python scripts/bench_rubric.py [--question accomplishment]
-        [--errors dev|heldout|blind1|blind2] [--splits dev heldout blind1 blind2 blind]
-        [--fit] [--out benchmarks/rubric.md]
+        [--errors SPLIT] [--splits SPLIT ...] [--fit] [--out benchmarks/rubric.md]
 
-Splits:
-  dev       looked at while tuning
-  heldout   kept apart until the second round; used for tuning since then (its name is historical)
-  blind1    written blind, evaluated once (macro F1 0.814, follow-up 83.3 %), tuning data since
-  blind2    written blind, kept sealed while the semantic signal was built, evaluated once (rules
-            only: macro F1 0.805, follow-up 87.5 %), tuning data since
-  blind     the sealed split of the day (blind split 3, scored once: rules 0.793): written by
-            someone who never saw the rules, the examples or the matcher; reported per dimension,
-            never answer by answer, when tests/corpus/<question>_blind.toml exists, skipped with
-            a note otherwise; with <question>_blind_second_labeller.toml beside it, a second
-            labeller's agreement with its labels is reported too (the ceiling)
+Splits: every tests/corpus/<question>_<split>.toml is a tuning split (dev, heldout, blind1,
+blind2, blind3 and the six writers' splits for the accomplishment question; see
+tests/corpus/README.md), except `blind`, the sealed split of the day: reported per dimension,
+never answer by answer, when its file exists, skipped with a note otherwise. With
+<question>_<split>_second_labeller.toml beside a split, a second labeller's agreement with its
+labels is reported too (the ceiling). Each tuning split alone is reported by its totals; the
+tuning splits pooled and the sealed split, per dimension.
 
 Systems compared:
-  current   the shipped rules file with the semantic signal on (VOICE_APP_SEMANTIC=true: examples
-            and model beside the keyword rules)
-  rules     the same file judged by the keyword rules alone: what ships by default
+  current   what ships: the keyword rules and the semantic signal (VOICE_APP_SEMANTIC=true, the
+            default): the question's learned judge where it has one, else its examples. On the
+            tuning splits the learned judge is scored on its own training data (flattered)
+  rules     the same file judged by the keyword rules alone (VOICE_APP_SEMANTIC=false)
   plain     the same keywords as plain hits: no negation, no `ignore` lists, no jargon check, and
             `{action}` read as any word (so "i" + anything counts as contribution); no model
   v1        the first rules file (benchmarks/v1/), as shipped before the corpus existed
 
-Leave-one-split-out cross-validation over the tuning splits (dev, heldout, blind1, blind2; dev
-and heldout share a writer): each split is scored by what was fitted in code on the other three,
-then the four held-out scores are pooled (counts added up). Hand-written keyword edits cannot be
-cross-validated (every tuning split was read while writing them), so `rules` there is no
+Leave-one-writer-out cross-validation over the tuning splits (each file's `writer` key; dev and
+heldout share one): each writer's answers are scored by what was fitted in code on the other
+writers, then the held-out scores are pooled (counts added up). Hand-written keyword edits cannot
+be cross-validated (every tuning split was read while writing them), so `rules` there is no
 estimate for unseen answers. What is cross-validated:
-  pruned-kw the rules without every keyword that counts in the held-out split but never counted
-            for a shown dimension in the other three (a keyword no other writer supports was most
-            likely written for that split); families are kept whole, so a phrase added to a
-            family for that split alone stays in (optimistic there)
+  pruned-kw the rules without every keyword that counts in the held-out writer's answers but
+            never counted for a shown dimension in the others' (a keyword no other writer
+            supports was most likely written for that writer); families are kept whole
   pruned    the same with every family written out, one keyword per phrase ("{teach} {people}"
             becomes "trained the team", ...): also drops the phrases no other writer supports
-            (pessimistic: a sound phrase that happens to be used by one writer goes too)
-  cv        rules + semantic signal, each dimension's `min_similarity` refitted on the other
-            splits (rule below); the examples were written once, before blind1 was opened
-  learned   a logistic regression per dimension (numpy, Newton's method, L2; deterministic) over
-            the keyword verdict, a hint, the number of quotes, the best window similarity to the
-            examples, the answer's length and whether "I" acted, fitted on the other splits
-Calibration of the pruned pair on the rules file before this round (main at 9ddc4fd, which had
-never seen blind2), judged by this round's matcher: blind2 scored 0.810 macro F1 as it was,
-0.791 pruned-kw, 0.739 pruned; blind1 0.814, 0.805 and 0.782. So pruned-kw ran about 0.01 to
-0.02 below the truth and pruned 0.03 to 0.07 below.
+  learned   the rules with the learned judge (voice_app/learned.py) fitted on the other writers,
+            as `current` runs it; `learned@R` the same with another L2 penalty R, to show the
+            choice of learned.RIDGE
+Calibration of the pruned pair on the rules file of an earlier round (main at 9ddc4fd, which had
+never seen blind2): blind2 scored 0.810 macro F1 as it was, 0.791 pruned-kw, 0.739 pruned; blind1
+0.814, 0.805 and 0.782. So pruned-kw ran about 0.01 to 0.02 below the truth and pruned 0.03 to
+0.07 below.
 
-Fitting `min_similarity`: the lowest similarity at which, among the answers whose best window
-reaches it, at least PRECISION of them show the dimension (and at least MIN_SUPPORT answers reach
-it); 1.0 (never) when no such similarity exists. `--fit` prints the values fitted on all tuning
-splits, for the rules file.
+`--fit` prints, for the examples path (questions without a trained model), each dimension's
+`min_similarity` fitted on all tuning splits: the lowest similarity at which, among the answers
+whose best window reaches it, at least PRECISION of them show the dimension (and at least
+MIN_SUPPORT answers reach it); 1.0 (never) when no such similarity exists.
 
 Follow-up accuracy: the share of answers whose first follow-up asks about a dimension the labels
 say is missing (or, for an answer labelled complete, is a deeper probe).
 
-`--errors` lists the misjudged answers of one tuning split. It refuses `blind`: per-answer errors
-of the blind split are never printed, so that its figures keep measuring answers nobody tuned on.
+`--errors` lists the misjudged answers of one tuning split (by the rules alone). It refuses
+`blind`: per-answer errors of the sealed split are never printed, so that its figures keep
+measuring answers nobody tuned on.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import random
 import re
 import sys
@@ -99,6 +93,9 @@ F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
 # Judged by keywords alone: "I did" and "we did" look alike to a sentence model.
 KEYWORDS_ONLY = ("contribution",)
+# Fitting `min_similarity` (--fit): see the module docstring.
+PRECISION = 0.9
+MIN_SUPPORT = 5
 # L2 penalties tried by the cross-validation (learned.RIDGE is the one that ships).
 RIDGES = (0.1, 0.3, 1.0)
 
@@ -369,6 +366,29 @@ class Counted:
         return self.cache[text]
 
 
+def fit_thresholds(
+    rules: QuestionRules, corpus: Sequence[Labelled], encoder: Encoder
+) -> dict[str, float]:
+    """Each dimension's `min_similarity` fitted on `corpus` (see the module docstring)."""
+    never = with_thresholds(rules, {name: 2.0 for name in rules.dimensions})
+    best: dict[str, list[tuple[float, bool]]] = {name: [] for name in rules.dimensions}
+    for item in corpus:
+        for name, result in analyze(never, [item.text], encoder).dimensions.items():
+            if result.similarity is not None:
+                best[name].append((result.similarity, name in item.shows))
+    fitted: dict[str, float] = {}
+    for name, pairs in best.items():
+        if not rules.dimensions[name].examples:
+            continue
+        fitted[name] = 1.0
+        for threshold in sorted({score for score, _ in pairs}):
+            above = [shows for score, shows in pairs if score >= threshold]
+            if len(above) >= MIN_SUPPORT and sum(above) >= PRECISION * len(above):
+                fitted[name] = math.ceil(threshold * 100) / 100
+                break
+    return fitted
+
+
 def split_table(
     split: str, runs: dict[str, Run], order: Sequence[str], totals_only: bool
 ) -> list[str]:
@@ -455,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         metavar="SPLIT",
         help="the splits to report (default: every tuning split and the sealed one, if it exists)",
+    )
+    parser.add_argument(
+        "--fit", action="store_true", help="print min_similarity fitted on all tuning splits"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "rubric.md")
     args = parser.parse_args(argv)
@@ -575,17 +598,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"follow-up right {run.follow_up_accuracy:.1%} ({met})"
         )
     history = [
-        "Systems: `rules` = keyword rules only, the default; `current` = keyword rules + semantic "
-        "signal (VOICE_APP_SEMANTIC=true, the file's `min_similarity`); `plain`, `v1` = baselines; "
-        "`cv`, `pruned-kw`, `pruned`, `learned` = fitted without the split they score (see the "
-        "script's docstring).",
+        "Systems: `current` = what ships (keyword rules + the semantic signal, "
+        "VOICE_APP_SEMANTIC=true: the question's learned judge where it has one, trained on every "
+        "tuning split); `rules` = keyword rules alone; `plain`, `v1` = baselines; `pruned-kw`, "
+        "`pruned`, `learned` = fitted without the writer they score (see the script's docstring).",
         "",
-        "All four tuning splits (dev, heldout, blind1, blind2) were read while the keywords were "
-        "written, so their `rules` and `current` figures are flattered: they are no estimate for "
-        "answers nobody has seen. The cross-validated table is the closest there is: `pruned-kw` "
-        "and `pruned` bracket the keyword rules on a writer they were not written for (on the "
-        "previous rules file, whose blind2 figure was honest, they ran 0.02 and 0.07 below it). "
-        "Only the sealed split, never listed answer by answer, measures answers nobody tuned on.",
+        "Every tuning split was read while the keywords were written, and the learned judge is "
+        "trained on all of them, so their `rules` and `current` figures are flattered: no "
+        "estimate for answers nobody has seen. The leave-one-writer-out table is the closest "
+        "there is; only the sealed split, never listed answer by answer, measures answers nobody "
+        "tuned on.",
     ]
     report = "\n".join(
         [
@@ -605,6 +627,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report, encoding="utf-8")
     print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    if args.fit:
+        plain = replace(current, learned=None)  # the examples path, as without a trained model
+        fitted = fit_thresholds(plain, [i for s in tuning for i in corpora[s]], encoder)
+        print("\nmin_similarity fitted on " + " + ".join(tuning) + ":")
+        for name, value in fitted.items():
+            print(f"  [dimensions.{name}] min_similarity = {value:.2f}")
     if args.errors is not None:
         print(f"\nmisjudged answers ({args.errors}, rules):")
         for line in runs[args.errors]["rules"].errors:

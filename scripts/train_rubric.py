@@ -13,9 +13,9 @@ or the corpus changed since it was made).
 from __future__ import annotations
 
 import argparse
-import tomllib
 import sys
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = tomllib.load(handle).get("learned", {}).get("model")
     if not name:
         print(
-            f"{path}: no [learned] table: add\n\n[learned]\nmodel = \"{args.question}.model.json\""
+            f'{path}: no [learned] table: add\n\n[learned]\nmodel = "{args.question}.model.json"'
             "\n\nthen run this again",
             file=sys.stderr,
         )

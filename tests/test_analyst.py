@@ -134,5 +134,6 @@ def test_with_the_semantic_signal_on_the_analysis_process_judges_by_meaning_too(
             found = there.dimensions[name]
             assert (found.present, found.evidence) == (here.present, here.evidence), name
             assert found.similarity == pytest.approx(here.similarity, abs=1e-4), name
+            assert found.probability == pytest.approx(here.probability, abs=1e-4), name
     finally:
         analyst.stop()

@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+WRITERS = ("wh", "wt", "wb", "wp", "wr", "we")  # six writers' splits of 80 answers each
 
 
 @pytest.fixture()
@@ -51,13 +52,27 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
         assert f"#### {split}" in report
     assert "#### blind\n" not in report
     assert "Split blind skipped: accomplishment_blind.toml does not exist" in report
-    assert "cv fold blind1: fitted on dev + heldout + blind2" in report
-    # Leave one split out: a row per held-out split and system, then the pooled figures.
-    table = report.split("#### leave-one-split-out cross-validation", 1)[1].split("\n\n")[1]
+    # Leave one writer out (here each split has a writer of its own): a row per held-out writer
+    # and system, then the pooled figures.
+    table = report.split("#### leave-one-writer-out cross-validation", 1)[1].split("\n\n")[1]
     rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
     held_out = ["dev", "heldout", "blind1", "blind2", "pooled"]
-    systems = ["rules", "pruned-kw", "pruned", "cv", "learned"]
+    systems = ["rules", "pruned-kw", "pruned", "learned@0.1", "learned", "learned@1"]
     assert rows == [[f"| {split}", system] for split in held_out for system in systems]
+
+
+def test_splits_by_one_writer_are_held_out_together(bench: ModuleType, tmp_path: Path) -> None:
+    for split in ("dev", "heldout"):
+        path = bench.CORPUS_DIR / f"accomplishment_{split}.toml"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("question =", 'writer = "a"\nquestion =', 1), "utf-8")
+    out = tmp_path / "rubric.md"
+    assert bench.main(["--out", str(out)]) == 0
+    report = out.read_text(encoding="utf-8")
+    table = report.split("#### leave-one-writer-out cross-validation", 1)[1].split("\n\n")[1]
+    held_out = list(dict.fromkeys(line.split(" | ")[0] for line in table.splitlines()[2:]))
+    assert held_out == ["| a", "| blind1", "| blind2", "| pooled"]
+    assert "a (dev + heldout)" in report
 
 
 def test_the_sealed_split_is_reported_without_naming_its_answers(
@@ -84,9 +99,11 @@ def test_the_sealed_split_is_never_a_fold_of_the_cross_validation(
     _write_blind(bench)
     out = tmp_path / "rubric.md"
     assert bench.main(["--out", str(out)]) == 0
-    table = out.read_text(encoding="utf-8").split("#### leave-one-split-out", 1)[1]
+    report = out.read_text(encoding="utf-8")
+    table = report.split("#### leave-one-writer-out", 1)[1]
     assert "| blind |" not in table
-    assert "fitted on dev + heldout + blind1:" in out.read_text(encoding="utf-8")  # not + blind
+    writers = report.split("Writers (their splits): ", 1)[1].split(".", 1)[0]
+    assert writers == "dev (dev), heldout (heldout), blind1 (blind1), blind2 (blind2)"
 
 
 def test_pruning_drops_the_keywords_only_the_held_out_writer_uses(bench: ModuleType) -> None:
@@ -125,8 +142,11 @@ def test_errors_of_the_sealed_split_are_refused(
     assert "refused" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("split", "count"), [("blind1", 48), ("blind2", 72)])
-def test_the_retired_blind_splits_are_tuning_data(split: str, count: int) -> None:
+@pytest.mark.parametrize(
+    ("split", "count"),
+    [("blind1", 48), ("blind2", 72), ("blind3", 90)] + [(w, 80) for w in WRITERS],
+)
+def test_the_retired_blind_splits_and_the_writers_are_tuning_data(split: str, count: int) -> None:
     with (ROOT / f"tests/corpus/accomplishment_{split}.toml").open("rb") as handle:
         answers = tomllib.load(handle)["answers"]
     assert len(answers) == count
@@ -159,3 +179,13 @@ def test_a_second_labeller_is_scored_against_the_first_labels(
     recall, f1 = (shown - 1) / shown, 2 * (shown - 1) / (2 * shown - 1)
     assert rows["results"] == f"1.00/{recall:.2f}/{f1:.2f}"
     assert rows["values"] == "1.00/1.00/1.00"
+
+
+def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "CORPUS_DIR", ROOT / "tests/corpus")
+    found = bench.tuning_splits("accomplishment")
+    assert found == ["dev", "heldout", "blind1", "blind2", "blind3", *sorted(WRITERS)]
+    assert bench.writer_of("accomplishment", "dev") == bench.writer_of("accomplishment", "heldout")
+    assert len({bench.writer_of("accomplishment", split) for split in found}) == 10

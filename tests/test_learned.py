@@ -1,0 +1,229 @@
+"""The learned judge: fitted from labelled answers, stored as checked data, and what the
+interviewer does with it (adds what keywords miss, keeps the vetoes, quotes the caller)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.test_embedding import CountingEncoder
+from voice_app import learned
+from voice_app.config import load_settings
+from voice_app.embedding import Encoder, load_encoder
+from voice_app.errors import RulesError
+from voice_app.interviewer import analyze, learned_features, pick_follow_up
+from voice_app.rules import QuestionRules, check_grammars, load_question
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def rules() -> QuestionRules:
+    return load_question("accomplishment")
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    loaded = load_encoder(load_settings({"semantic": True}, environ={}))
+    assert loaded is not None
+    return loaded
+
+
+def _trained_on(
+    rules: QuestionRules, encoder: Encoder, labelled: Sequence[tuple[str, set[str]]]
+) -> QuestionRules:
+    rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
+    model = learned.fit(rows, [shows for _, shows in labelled], ["above_and_beyond"], ridge=0.01)
+    return replace(rules, learned=model)
+
+
+# Toy corpus for a stand-in encoder (bag of words): "weekend" marks going beyond.
+BEYOND = [
+    "i came in at the weekend to finish it",
+    "we sorted the rota and i gave up my weekend for it",
+    "the weekend was when i rewired the whole stockroom",
+    "i spent a weekend writing the guide",
+]
+PLAIN = [
+    "i sorted the rota for the ward",
+    "the stockroom was rewired by the contractors",
+    "i wrote the guide in work hours",
+    "the team finished it on time",
+]
+
+
+def test_a_judge_fitted_on_labelled_answers_hears_the_pattern_they_share(
+    rules: QuestionRules,
+) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    judged = _trained_on(rules, encoder, labelled)
+    answer = "my manager never asked but i did the audit over a weekend"
+    assert not analyze(rules, [answer]).dimensions["above_and_beyond"].present  # no keyword
+    found = analyze(judged, [answer], encoder).dimensions["above_and_beyond"]
+    assert found.present
+    assert found.probability is not None and found.probability >= 0.5
+    assert found.evidence and "weekend" in found.evidence[0]  # quotes the caller's words
+    other = analyze(judged, ["i fixed the printer for the office"], encoder)
+    assert not other.dimensions["above_and_beyond"].present
+
+
+def test_keywords_still_count_and_the_model_never_judges_contribution(
+    rules: QuestionRules,
+) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    judged = _trained_on(rules, encoder, labelled)
+    answer = "nobody asked me to but i stayed late every night to rebuild the rota"
+    assert analyze(rules, [answer]).dimensions["above_and_beyond"].present
+    assert analyze(judged, [answer], encoder).dimensions["above_and_beyond"].present
+    we = "we rebuilt the rota"
+    assert not analyze(judged, [we], encoder).dimensions["contribution"].present
+    assert analyze(judged, [we], encoder).dimensions["contribution"].probability is None
+
+
+def test_a_negated_window_is_left_out_of_what_the_model_reads(rules: QuestionRules) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"results"}) for t in ("sales doubled", "the numbers went up")] + [
+        (t, set()) for t in ("i wrote the plan", "the team met")
+    ]
+    rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
+    judged = replace(
+        rules, learned=learned.fit(rows, [s for _, s in labelled], ["results"], ridge=0.01)
+    )
+    assert analyze(judged, ["the numbers went up"], encoder).dimensions["results"].present
+    # The only window holds a result keyword that a negation cancels: nothing is left to read.
+    negated = learned_features(rules, ["the numbers never went up"], encoder)
+    assert negated["results"] is None
+    assert not analyze(judged, ["the numbers never went up"], encoder).dimensions["results"].present
+
+
+def test_a_probability_between_hint_and_threshold_orders_the_follow_up(
+    rules: QuestionRules,
+) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    judged = _trained_on(rules, encoder, labelled)
+    answer = "i did the audit over a weekend"
+    assert judged.learned is not None
+    p = analyze(judged, [answer], encoder).dimensions["above_and_beyond"].probability
+    assert p is not None and p > 0.5
+    # Raise the bar above that probability, keep the hint below it: not shown, but hinted.
+    bar = replace(judged.learned, threshold=min(0.99, p + 0.01), hint=p - 0.01)
+    hinted = replace(judged, learned=bar)
+    analysis = analyze(hinted, [answer], encoder)
+    assert not analysis.dimensions["above_and_beyond"].present
+    assert analysis.dimensions["above_and_beyond"].hinted
+    follow_up = pick_follow_up(hinted, analysis, set(), random.Random(0))
+    assert follow_up is not None and follow_up.dimension != "above_and_beyond"
+
+
+def test_a_saved_model_loads_to_the_same_judgement(tmp_path: Path, rules: QuestionRules) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    judged = _trained_on(rules, encoder, labelled)
+    assert judged.learned is not None
+    path = tmp_path / "model.json"
+    learned.dump_model(judged.learned, path)
+    again = learned.load_model(path, rules.probe_order)
+    for text in [*BEYOND, *PLAIN]:
+        first = analyze(judged, [text], encoder).dimensions["above_and_beyond"]
+        second = analyze(replace(rules, learned=again), [text], encoder).dimensions[
+            "above_and_beyond"
+        ]
+        assert first.present == second.present
+        assert first.probability == pytest.approx(second.probability, abs=1e-4)
+
+
+def _model_file(tmp_path: Path, **changes: object) -> Path:
+    data = {
+        "format": 1,
+        "size": 3,
+        "threshold": 0.5,
+        "hint": 0.3,
+        "dimensions": {"values": {"bias": 0.1, "mean": [0, 1, 2], "max": [0, 1, 2]}},
+    }
+    data.update(changes)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"format": 9}, "format", "retrain"),
+        ({"hint": 0.7}, "hint", "above threshold"),
+        ({"threshold": 1.5}, "threshold", "between 0 and 1"),
+        (
+            {"dimensions": {"charisma": {"bias": 0, "mean": [0, 0, 0], "max": [0, 0, 0]}}},
+            "dimensions.charisma",
+            "not a dimension",
+        ),
+        (
+            {"dimensions": {"values": {"bias": 0, "mean": [0, 0], "max": [0, 0, 0]}}},
+            "dimensions.values.mean",
+            "list of 3 numbers",
+        ),
+    ],
+)
+def test_a_broken_model_file_is_refused_naming_file_and_key(
+    tmp_path: Path, changes: dict[str, object], key: str, words: str
+) -> None:
+    path = _model_file(tmp_path, **changes)
+    with pytest.raises(RulesError) as caught:
+        learned.load_model(path, ("values", "results"))
+    assert caught.value.path == str(path)
+    assert caught.value.key == key
+    assert words in caught.value.problem
+
+
+def test_check_grammars_names_a_missing_model_and_how_to_make_it(tmp_path: Path) -> None:
+    grammars = tmp_path / "grammars"
+    (grammars / "questions").mkdir(parents=True)
+    source = (ROOT / "grammars/questions/accomplishment.toml").read_text(encoding="utf-8")
+    (grammars / "questions/accomplishment.toml").write_text(source, encoding="utf-8")
+    problems = [str(p) for p in check_grammars(grammars)]
+    assert any(
+        "learned.model" in p and "accomplishment.model.json" in p and "train_rubric" in p
+        for p in problems
+    ), problems
+    escaping = source.replace('model = "accomplishment.model.json"', 'model = "../x.json"')
+    (grammars / "questions/accomplishment.toml").write_text(escaping, encoding="utf-8")
+    problems = [str(p) for p in check_grammars(grammars)]
+    assert any("learned.model" in p and "beside the rules file" in p for p in problems), problems
+
+
+def test_the_shipped_judge_hears_what_no_keyword_lists(
+    rules: QuestionRules, encoder: Encoder
+) -> None:
+    # Said in everyday words the keyword rules do not cover: the trained model still hears them.
+    assert rules.learned is not None
+    for name, answer in (
+        (
+            "above_and_beyond",
+            "none of that was in my job description i just kept coming in on sundays to get it "
+            "finished",
+        ),
+    ):
+        assert not analyze(rules, [answer]).dimensions[name].present, name
+        assert analyze(rules, [answer], encoder).dimensions[name].present, name
+
+
+def test_the_model_file_is_what_training_on_the_corpus_gives() -> None:
+    # Retrain after editing the corpus or the rules; training is deterministic.
+    done = subprocess.run(
+        [sys.executable, "scripts/train_rubric.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
