@@ -742,6 +742,43 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("we are hoping to raise two thousand pounds", set(), {"results"}),
     ("we closed because the rent went up", set(), {"results"}),
     ("i was training the two new starters", set(), {"results"}),
+    # Helping others, said the everyday way: showing a named person how, however many words
+    # name them; one at a time; getting them up to speed; letting them watch; passing it on.
+    ("i showed priya from the night shift how to restock the trolley", {"helping_others"}, set()),
+    ("i taught my colleagues ola and ben how to read the meters", {"helping_others"}, set()),
+    ("i sat with each of the porters until they were happy with it", {"helping_others"}, set()),
+    ("i did one to one sessions with the weaker readers on the team", {"helping_others"}, set()),
+    ("i got the three new cleaners up to speed in a week", {"helping_others"}, set()),
+    ("i let the new apprentices sit in with me on the first jobs", {"helping_others"}, set()),
+    ("i took the young chef under my wing", {"helping_others"}, set()),
+    ("we got two of the drivers trained up on the new tail lifts", {"helping_others"}, set()),
+    ("i met her every friday to go over the rota", {"helping_others"}, set()),
+    ("i talked the new lad through it on the phone", {"helping_others"}, set()),
+    ("i wrote a short guide so the others could do it", {"helping_others"}, set()),
+    ("these days i teach the new volunteers myself", {"helping_others"}, set()),
+    ("now the new starters can do it without me", {"helping_others"}, set()),
+    # ... but being shown how, or serving a customer, is not helping colleagues deliver.
+    ("my supervisor showed me how to do the returns", set(), {"helping_others"}),
+    ("i was trained up on the forklift in my first week", set(), {"helping_others"}),
+    ("i show them the old part so they know what they paid for", set(), {"helping_others"}),
+    # Above and beyond: rest days, holidays, nights and weekends that were the speaker's own ...
+    ("i redid the wiring over the christmas break", {"above_and_beyond"}, set()),
+    ("i drove down on my rest day to sort it out", {"above_and_beyond"}, set()),
+    ("i wasn't on call but i went in anyway", {"above_and_beyond"}, set()),
+    ("a few of us painted the hall on our day off", {"above_and_beyond"}, set()),
+    ("i stayed back after the kids had gone to finish the displays", {"above_and_beyond"}, set()),
+    ("i was there till midnight getting the stands up", {"above_and_beyond"}, set()),
+    ("i spent the whole weekend rebuilding the shelves", {"above_and_beyond"}, set()),
+    ("i made the cards at home in the evening", {"above_and_beyond"}, set()),
+    # ... and work outside the role or unasked, in other words.
+    ("it was well outside my normal duties", {"above_and_beyond"}, set()),
+    ("it isn't really my job as a receptionist but someone had to", {"above_and_beyond"}, set()),
+    ("i set up the rota which nobody had asked for", {"above_and_beyond"}, set()),
+    ("it was nothing to do with me but i rang the supplier", {"above_and_beyond"}, set()),
+    ("i was only meant to be covering the desk", {"above_and_beyond"}, set()),
+    # ... but opening hours and early study are no sign of it.
+    ("we hired more staff so we could open on saturdays", set(), {"above_and_beyond"}),
+    ("i study best at six in the morning", set(), {"above_and_beyond"}),
 ]
 
 
