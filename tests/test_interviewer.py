@@ -779,6 +779,25 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # ... but opening hours and early study are no sign of it.
     ("we hired more staff so we could open on saturdays", set(), {"above_and_beyond"}),
     ("i study best at six in the morning", set(), {"above_and_beyond"}),
+    # Values: what the job is for, to the speaker ...
+    ("honestly that's the job for me, getting people home", {"values"}, set()),
+    ("keeping old buildings standing is what i came into this for", {"values"}, set()),
+    ("the point of the job is that nobody waits in the cold", {"values"}, set()),
+    ("i just like it when a messy shelf ends up tidy", {"values"}, set()),
+    # ... a preference that says what they stand for ...
+    ("i'd rather lose the sale than lie to a customer", {"values"}, set()),
+    # ... a debt or a memory of their own ...
+    ("somebody did that for me when i was an apprentice", {"values"}, set()),
+    ("i remember being the only one who couldn't read the board", {"values"}, set()),
+    ("my grandad was in a home like that so i know what it does to you", {"values"}, set()),
+    ("that one still stays with me", {"values"}, set()),
+    ("for me it was never about the money", {"values"}, set()),
+    # ... right and wrong in plain words.
+    ("letting them shower in private is basic dignity", {"values"}, set()),
+    ("these are people's grandparents we're talking about", {"values"}, set()),
+    ("it was the right thing to do for the tenants", {"values"}, set()),
+    # ... but repeating "most important" from the question says nothing.
+    ("the most important for me is the new rota", set(), {"values"}),
 ]
 
 
