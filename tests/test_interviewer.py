@@ -798,6 +798,27 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("it was the right thing to do for the tenants", {"values"}, set()),
     # ... but repeating "most important" from the question says nothing.
     ("the most important for me is the new rota", set(), {"values"}),
+    # Results: a qualification won ...
+    ("passing my hgv test at the age of fifty", {"results"}, set()),
+    ("i passed the electrical exam first time", {"results"}, set()),
+    ("getting my forklift licence on the first try", {"results"}, set()),
+    # ... a rank or a count of what was done ...
+    ("our depot was the best in the region for returns", {"results"}, set()),
+    ("i was top seller three years running", {"results"}, set()),
+    ("we did ninety jabs in one saturday", {"results"}, set()),
+    # ... loss avoided, said as what did not happen ...
+    ("we moved the whole ward overnight and didn't lose a single file", {"results"}, set()),
+    ("the storm hit and nobody died on our road", {"results"}, set()),
+    # ... and things that happened in the end.
+    ("the insurer paid out in full", {"results"}, set()),
+    ("the cafe reopened in march", {"results"}, set()),
+    ("the new booking page is live now", {"results"}, set()),
+    ("we made the ferry with ten minutes to spare", {"results"}, set()),
+    # ... but a length of service, a first attempt or a place is no outcome.
+    ("i've been a driver twenty years now", set(), {"results"}),
+    ("my first go at the rota was a mess", set(), {"results"}),
+    ("we parked at the top of the hill", set(), {"results"}),
+    ("we came up with a new form", set(), {"results"}),
 ]
 
 
