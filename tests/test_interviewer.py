@@ -819,6 +819,19 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("my first go at the rota was a mess", set(), {"results"}),
     ("we parked at the top of the hill", set(), {"results"}),
     ("we came up with a new form", set(), {"results"}),
+    # Company goals: whoever set the direction, in any trade, and what they decided or brought in.
+    ("the salon group wanted every stylist trained in colour", {"company_goals"}, set()),
+    ("the directorate decided every clinic had to cut waits", {"company_goals"}, set()),
+    ("the boss had promised the council we'd finish by june", {"company_goals"}, set()),
+    ("head office brought in this thing where every till had to", {"company_goals"}, set()),
+    ("the brewery had given us a year to turn it round", {"company_goals"}, set()),
+    ("it was the trust's flagship project that winter", {"company_goals"}, set()),
+    ("the depot's k p i for the year was on time loading", {"company_goals"}, set()),
+    # ... and the work tied to it.
+    ("it was all in line with the firm's safety plan", {"company_goals"}, set()),
+    ("our funding was tied to getting it done", {"company_goals"}, set()),
+    # ... but praise from a manager is no goal.
+    ("my manager said i was the best on the shift", set(), {"company_goals"}),
 ]
 
 
