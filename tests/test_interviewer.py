@@ -832,6 +832,22 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("our funding was tied to getting it done", {"company_goals"}, set()),
     # ... but praise from a manager is no goal.
     ("my manager said i was the best on the shift", set(), {"company_goals"}),
+    # Reflection: what they took from it and had to learn ...
+    ("the thing i took from it is to ring the customer first", {"reflection"}, set()),
+    ("i learn that the quiet ones need more time", {"reflection"}, set()),
+    ("i had to learn to keep my mouth shut in meetings", {"reflection"}, set()),
+    ("what surprised me was how little the price mattered", {"reflection"}, set()),
+    # ... hindsight in the spoken forms ...
+    ("i should of told the office sooner", {"reflection"}, set()),
+    ("i wish i'd asked the drivers first", {"reflection"}, set()),
+    ("we'd have saved a month with a proper plan", {"reflection"}, set()),
+    # ... and faults of their own.
+    ("i was way too strict with the first lot", {"reflection"}, set()),
+    ("my first version of the rota was too complicated", {"reflection"}, set()),
+    ("we changed everything in one go and it confused people", {"reflection"}, set()),
+    ("honestly that's on me, i didn't check the order", {"reflection"}, set()),
+    # ... but a lesson taught at school is not the speaker's reflection.
+    ("i help the year sevens learn their times tables", set(), {"reflection"}),
 ]
 
 
