@@ -848,6 +848,12 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("honestly that's on me, i didn't check the order", {"reflection"}, set()),
     # ... but a lesson taught at school is not the speaker's reflection.
     ("i help the year sevens learn their times tables", set(), {"reflection"}),
+    # Background: disorder, fear and falling behind, in everyday words.
+    ("the stock room was a mess and orders kept going out wrong", {"context"}, set()),
+    ("our branch was bottom of the league for complaints", {"context"}, set()),
+    ("the kitchen was way behind every friday night", {"context"}, set()),
+    ("the older tenants were scared of the new lifts", {"context"}, set()),
+    ("the village was cut off every time the river rose", {"context"}, set()),
 ]
 
 
