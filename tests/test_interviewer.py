@@ -761,6 +761,10 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("my supervisor showed me how to do the returns", set(), {"helping_others"}),
     ("i was trained up on the forklift in my first week", set(), {"helping_others"}),
     ("i show them the old part so they know what they paid for", set(), {"helping_others"}),
+    ("i showed the two cover teachers what to do at the bell", {"helping_others"}, set()),
+    ("i was showing them what the auditors look for", {"helping_others"}, set()),
+    ("after a month i let her lead the morning briefing", {"helping_others"}, set()),
+    ("i did short sessions with him before each shift", {"helping_others"}, set()),
     # Above and beyond: rest days, holidays, nights and weekends that were the speaker's own ...
     ("i redid the wiring over the christmas break", {"above_and_beyond"}, set()),
     ("i drove down on my rest day to sort it out", {"above_and_beyond"}, set()),
