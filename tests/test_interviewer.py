@@ -780,6 +780,12 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("i set up the rota which nobody had asked for", {"above_and_beyond"}, set()),
     ("it was nothing to do with me but i rang the supplier", {"above_and_beyond"}, set()),
     ("i was only meant to be covering the desk", {"above_and_beyond"}, set()),
+    ("it wasn't part of my role but i rewrote the leaflet", {"above_and_beyond"}, set()),
+    ("i went back on my own leave to check the pumps, nobody sent me", {"above_and_beyond"}, set()),
+    ("we practised after we closed, just the two of us", {"above_and_beyond"}, set()),
+    ("they'd ring me when i was at home and i'd sort it", {"above_and_beyond"}, set()),
+    ("we were there till gone two in the morning", {"above_and_beyond"}, set()),
+    ("that was supposed to be the cleaners' job", {"above_and_beyond"}, set()),
     # ... but opening hours and early study are no sign of it.
     ("we hired more staff so we could open on saturdays", set(), {"above_and_beyond"}),
     ("i study best at six in the morning", set(), {"above_and_beyond"}),
