@@ -806,6 +806,12 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("letting them shower in private is basic dignity", {"values"}, set()),
     ("these are people's grandparents we're talking about", {"values"}, set()),
     ("it was the right thing to do for the tenants", {"values"}, set()),
+    ("i do this job because nobody did it for my brother", {"values"}, set()),
+    ("seeing them grow up is what keeps me in teaching", {"values"}, set()),
+    ("i couldn't watch her struggle with it every morning", {"values"}, set()),
+    ("i wanted my days to mean something to somebody", {"values"}, set()),
+    ("i just think every kid should get a second chance", {"values"}, set()),
+    ("i get more out of that than out of any sale", {"values"}, set()),
     # ... but repeating "most important" from the question says nothing.
     ("the most important for me is the new rota", set(), {"values"}),
     # Results: a qualification won ...
