@@ -835,6 +835,11 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("my first go at the rota was a mess", set(), {"results"}),
     ("we parked at the top of the hill", set(), {"results"}),
     ("we came up with a new form", set(), {"results"}),
+    ("the depot was going for zero accidents that year", set(), {"results"}),
+    ("sorry what was the question again", set(), {"results"}),
+    ("the heating bills had gone through the roof", set(), {"results"}),
+    ("i left just before the review came out", set(), {"results"}),
+    ("we finished the extension three weeks before the deadline", {"results"}, set()),
     # Company goals: whoever set the direction, in any trade, and what they decided or brought in.
     ("the salon group wanted every stylist trained in colour", {"company_goals"}, set()),
     ("the directorate decided every clinic had to cut waits", {"company_goals"}, set()),
