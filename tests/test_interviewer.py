@@ -742,6 +742,139 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("we are hoping to raise two thousand pounds", set(), {"results"}),
     ("we closed because the rent went up", set(), {"results"}),
     ("i was training the two new starters", set(), {"results"}),
+    # Helping others, said the everyday way: showing a named person how, however many words
+    # name them; one at a time; getting them up to speed; letting them watch; passing it on.
+    ("i showed priya from the night shift how to restock the trolley", {"helping_others"}, set()),
+    ("i taught my colleagues ola and ben how to read the meters", {"helping_others"}, set()),
+    ("i sat with each of the porters until they were happy with it", {"helping_others"}, set()),
+    ("i did one to one sessions with the weaker readers on the team", {"helping_others"}, set()),
+    ("i got the three new cleaners up to speed in a week", {"helping_others"}, set()),
+    ("i let the new apprentices sit in with me on the first jobs", {"helping_others"}, set()),
+    ("i took the young chef under my wing", {"helping_others"}, set()),
+    ("we got two of the drivers trained up on the new tail lifts", {"helping_others"}, set()),
+    ("i met her every friday to go over the rota", {"helping_others"}, set()),
+    ("i talked the new lad through it on the phone", {"helping_others"}, set()),
+    ("i wrote a short guide so the others could do it", {"helping_others"}, set()),
+    ("these days i teach the new volunteers myself", {"helping_others"}, set()),
+    ("now the new starters can do it without me", {"helping_others"}, set()),
+    # ... but being shown how, or serving a customer, is not helping colleagues deliver.
+    ("my supervisor showed me how to do the returns", set(), {"helping_others"}),
+    ("i was trained up on the forklift in my first week", set(), {"helping_others"}),
+    ("i show them the old part so they know what they paid for", set(), {"helping_others"}),
+    ("i showed the two cover teachers what to do at the bell", {"helping_others"}, set()),
+    ("i was showing them what the auditors look for", {"helping_others"}, set()),
+    ("after a month i let her lead the morning briefing", {"helping_others"}, set()),
+    ("i did short sessions with him before each shift", {"helping_others"}, set()),
+    # Above and beyond: rest days, holidays, nights and weekends that were the speaker's own ...
+    ("i redid the wiring over the christmas break", {"above_and_beyond"}, set()),
+    ("i drove down on my rest day to sort it out", {"above_and_beyond"}, set()),
+    ("i wasn't on call but i went in anyway", {"above_and_beyond"}, set()),
+    ("a few of us painted the hall on our day off", {"above_and_beyond"}, set()),
+    ("i stayed back after the kids had gone to finish the displays", {"above_and_beyond"}, set()),
+    ("i was there till midnight getting the stands up", {"above_and_beyond"}, set()),
+    ("i spent the whole weekend rebuilding the shelves", {"above_and_beyond"}, set()),
+    ("i made the cards at home in the evening", {"above_and_beyond"}, set()),
+    # ... and work outside the role or unasked, in other words.
+    ("it was well outside my normal duties", {"above_and_beyond"}, set()),
+    ("it isn't really my job as a receptionist but someone had to", {"above_and_beyond"}, set()),
+    ("i set up the rota which nobody had asked for", {"above_and_beyond"}, set()),
+    ("it was nothing to do with me but i rang the supplier", {"above_and_beyond"}, set()),
+    ("i was only meant to be covering the desk", {"above_and_beyond"}, set()),
+    ("it wasn't part of my role but i rewrote the leaflet", {"above_and_beyond"}, set()),
+    ("i went back on my own leave to check the pumps, nobody sent me", {"above_and_beyond"}, set()),
+    ("we practised after we closed, just the two of us", {"above_and_beyond"}, set()),
+    ("they'd ring me when i was at home and i'd sort it", {"above_and_beyond"}, set()),
+    ("we were there till gone two in the morning", {"above_and_beyond"}, set()),
+    ("that was supposed to be the cleaners' job", {"above_and_beyond"}, set()),
+    # ... but opening hours and early study are no sign of it.
+    ("we hired more staff so we could open on saturdays", set(), {"above_and_beyond"}),
+    ("i study best at six in the morning", set(), {"above_and_beyond"}),
+    # Values: what the job is for, to the speaker ...
+    ("honestly that's the job for me, getting people home", {"values"}, set()),
+    ("keeping old buildings standing is what i came into this for", {"values"}, set()),
+    ("the point of the job is that nobody waits in the cold", {"values"}, set()),
+    ("i just like it when a messy shelf ends up tidy", {"values"}, set()),
+    # ... a preference that says what they stand for ...
+    ("i'd rather lose the sale than lie to a customer", {"values"}, set()),
+    # ... a debt or a memory of their own ...
+    ("somebody did that for me when i was an apprentice", {"values"}, set()),
+    ("i remember being the only one who couldn't read the board", {"values"}, set()),
+    ("my grandad was in a home like that so i know what it does to you", {"values"}, set()),
+    ("that one still stays with me", {"values"}, set()),
+    ("for me it was never about the money", {"values"}, set()),
+    # ... right and wrong in plain words.
+    ("letting them shower in private is basic dignity", {"values"}, set()),
+    ("these are people's grandparents we're talking about", {"values"}, set()),
+    ("it was the right thing to do for the tenants", {"values"}, set()),
+    ("i do this job because nobody did it for my brother", {"values"}, set()),
+    ("seeing them grow up is what keeps me in teaching", {"values"}, set()),
+    ("i couldn't watch her struggle with it every morning", {"values"}, set()),
+    ("i wanted my days to mean something to somebody", {"values"}, set()),
+    ("i just think every kid should get a second chance", {"values"}, set()),
+    ("i get more out of that than out of any sale", {"values"}, set()),
+    # ... but repeating "most important" from the question says nothing.
+    ("the most important for me is the new rota", set(), {"values"}),
+    # Results: a qualification won ...
+    ("passing my hgv test at the age of fifty", {"results"}, set()),
+    ("i passed the electrical exam first time", {"results"}, set()),
+    ("getting my forklift licence on the first try", {"results"}, set()),
+    # ... a rank or a count of what was done ...
+    ("our depot was the best in the region for returns", {"results"}, set()),
+    ("i was top seller three years running", {"results"}, set()),
+    ("we did ninety jabs in one saturday", {"results"}, set()),
+    # ... loss avoided, said as what did not happen ...
+    ("we moved the whole ward overnight and didn't lose a single file", {"results"}, set()),
+    ("the storm hit and nobody died on our road", {"results"}, set()),
+    # ... and things that happened in the end.
+    ("the insurer paid out in full", {"results"}, set()),
+    ("the cafe reopened in march", {"results"}, set()),
+    ("the new booking page is live now", {"results"}, set()),
+    ("we made the ferry with ten minutes to spare", {"results"}, set()),
+    # ... but a length of service, a first attempt or a place is no outcome.
+    ("i've been a driver twenty years now", set(), {"results"}),
+    ("my first go at the rota was a mess", set(), {"results"}),
+    ("we parked at the top of the hill", set(), {"results"}),
+    ("we came up with a new form", set(), {"results"}),
+    ("the depot was going for zero accidents that year", set(), {"results"}),
+    ("sorry what was the question again", set(), {"results"}),
+    ("the heating bills had gone through the roof", set(), {"results"}),
+    ("i left just before the review came out", set(), {"results"}),
+    ("we finished the extension three weeks before the deadline", {"results"}, set()),
+    # Company goals: whoever set the direction, in any trade, and what they decided or brought in.
+    ("the salon group wanted every stylist trained in colour", {"company_goals"}, set()),
+    ("the directorate decided every clinic had to cut waits", {"company_goals"}, set()),
+    ("the boss had promised the council we'd finish by june", {"company_goals"}, set()),
+    ("head office brought in this thing where every till had to", {"company_goals"}, set()),
+    ("the brewery had given us a year to turn it round", {"company_goals"}, set()),
+    ("it was the trust's flagship project that winter", {"company_goals"}, set()),
+    ("the depot's k p i for the year was on time loading", {"company_goals"}, set()),
+    # ... and the work tied to it.
+    ("it was all in line with the firm's safety plan", {"company_goals"}, set()),
+    ("our funding was tied to getting it done", {"company_goals"}, set()),
+    # ... but praise from a manager is no goal.
+    ("my manager said i was the best on the shift", set(), {"company_goals"}),
+    # Reflection: what they took from it and had to learn ...
+    ("the thing i took from it is to ring the customer first", {"reflection"}, set()),
+    ("i learn that the quiet ones need more time", {"reflection"}, set()),
+    ("i had to learn to keep my mouth shut in meetings", {"reflection"}, set()),
+    ("what surprised me was how little the price mattered", {"reflection"}, set()),
+    # ... hindsight in the spoken forms ...
+    ("i should of told the office sooner", {"reflection"}, set()),
+    ("i wish i'd asked the drivers first", {"reflection"}, set()),
+    ("we'd have saved a month with a proper plan", {"reflection"}, set()),
+    # ... and faults of their own.
+    ("i was way too strict with the first lot", {"reflection"}, set()),
+    ("my first version of the rota was too complicated", {"reflection"}, set()),
+    ("we changed everything in one go and it confused people", {"reflection"}, set()),
+    ("honestly that's on me, i didn't check the order", {"reflection"}, set()),
+    # ... but a lesson taught at school is not the speaker's reflection.
+    ("i help the year sevens learn their times tables", set(), {"reflection"}),
+    # Background: disorder, fear and falling behind, in everyday words.
+    ("the stock room was a mess and orders kept going out wrong", {"context"}, set()),
+    ("our branch was bottom of the league for complaints", {"context"}, set()),
+    ("the kitchen was way behind every friday night", {"context"}, set()),
+    ("the older tenants were scared of the new lifts", {"context"}, set()),
+    ("the village was cut off every time the river rose", {"context"}, set()),
 ]
 
 
