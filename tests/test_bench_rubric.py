@@ -57,7 +57,7 @@ def test_without_the_sealed_file_the_blind_split_is_skipped_with_a_note(
     table = report.split("#### leave-one-writer-out cross-validation", 1)[1].split("\n\n")[1]
     rows = [line.split(" | ")[:2] for line in table.splitlines()[2:]]
     held_out = ["dev", "heldout", "blind1", "blind2", "pooled"]
-    systems = ["rules", "pruned-kw", "pruned", "learned@0.1", "learned", "learned@1"]
+    systems = ["rules", "pruned-kw", "learned@0.1", "learned", "learned@1"]
     assert rows == [[f"| {split}", system] for split in held_out for system in systems]
 
 
@@ -124,14 +124,6 @@ def test_pruning_drops_the_keywords_only_the_held_out_writer_uses(bench: ModuleT
     pruned, _ = bench.prune_unseen(bench.Counted(rules), train, alone)
     run = bench.evaluate(bench.System(pruned), alone)
     assert run.scores["values"].fn == 1
-
-
-def test_families_written_out_are_judged_phrase_by_phrase(bench: ModuleType) -> None:
-    rules = bench.load_question("accomplishment")
-    expanded = bench.expand_families(rules).dimensions["helping_others"].keywords
-    assert "{teach} {people}" not in expanded
-    assert "coached the team" in expanded and "mentored junior*" in expanded
-    assert all("{teach}" not in k and "{people}" not in k for k in expanded)
 
 
 def test_errors_of_the_sealed_split_are_refused(
