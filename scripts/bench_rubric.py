@@ -56,11 +56,12 @@ measuring answers nobody tuned on.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,22 +152,20 @@ class System:
         return analyze(self.rules, [text], self.encoder)
 
 
-class Rows:
-    """What the learned judge reads of each answer (`learned_features`), computed once."""
+# What the learned judge reads of one answer (`learned_features`), computed once per text.
+Rows = Callable[[str], dict[str, Any]]
 
-    def __init__(self, rules: QuestionRules, encoder: Encoder) -> None:
-        self.rules = rules
-        self.encoder = encoder
-        self.cache: dict[str, dict[str, Any]] = {}
 
-    def __call__(self, text: str) -> dict[str, Any]:
-        if text not in self.cache:
-            self.cache[text] = learned_features(self.rules, [text], self.encoder)
-        return self.cache[text]
+def rows_of(rules: QuestionRules, encoder: Encoder) -> Rows:
+    return functools.cache(lambda text: learned_features(rules, [text], encoder))
 
 
 def fit_learned(
-    rules: QuestionRules, corpus: Sequence[Labelled], rows: Rows, ridge: float = learned.RIDGE
+    rules: QuestionRules,
+    corpus: Sequence[Labelled],
+    rows: Rows,
+    ridge: float = learned.RIDGE,
+    trained_on: str = "",
 ) -> QuestionRules:
     """The rules with a learned judge fitted on `corpus` (the dimensions the shipped file's
     model judges; every dimension but KEYWORDS_ONLY when it has none)."""
@@ -176,7 +175,11 @@ def fit_learned(
         else [n for n in rules.probe_order if n not in KEYWORDS_ONLY]
     )
     model = learned.fit(
-        [rows(item.text) for item in corpus], [item.shows for item in corpus], names, ridge=ridge
+        [rows(item.text) for item in corpus],
+        [item.shows for item in corpus],
+        names,
+        ridge=ridge,
+        trained_on=trained_on,
     )
     return replace(rules, learned=model)
 
@@ -499,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     writers: dict[str, list[str]] = {}
     for split in tuning:
         writers.setdefault(writer_of(args.question, split), []).append(split)
-    rows = Rows(current, encoder)
+    rows = rows_of(current, encoder)
     runs = {
         split: {name: evaluate(system, corpora[split]) for name, system in systems.items()}
         for split in splits

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_rubric import (  # noqa: E402
     KEYWORDS_ONLY,
-    Rows,
     fit_learned,
     load_corpus,
+    rows_of,
     tuning_splits,
     writer_of,
 )
@@ -62,16 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = load_encoder(load_settings({"semantic": True}))
     assert encoder is not None  # semantic=True always gives an encoder (or raises)
     unjudged = [n for n in rules.probe_order if n in KEYWORDS_ONLY]
-    fitted = fit_learned(rules, corpus, Rows(rules, encoder))
-    assert fitted.learned is not None
-    model = learned.LearnedModel(
-        fitted.learned.dimensions,
-        fitted.learned.size,
-        trained_on=(
-            f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
-            f"{', '.join(splits)}); ridge {learned.RIDGE}; keywords only: {', '.join(unjudged)}"
-        ),
+    trained_on = (
+        f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
+        f"{', '.join(splits)}); ridge {learned.RIDGE}; keywords only: {', '.join(unjudged)}"
     )
+    model = fit_learned(rules, corpus, rows_of(rules, encoder), trained_on=trained_on).learned
+    assert model is not None
     target = path.parent / name
     if args.check:
         with tempfile.TemporaryDirectory() as folder:

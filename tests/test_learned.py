@@ -37,11 +37,21 @@ def encoder() -> Encoder:
 
 
 def _trained_on(
-    rules: QuestionRules, encoder: Encoder, labelled: Sequence[tuple[str, set[str]]]
+    rules: QuestionRules,
+    encoder: Encoder,
+    labelled: Sequence[tuple[str, set[str]]],
+    name: str = "above_and_beyond",
 ) -> QuestionRules:
     rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
-    model = learned.fit(rows, [shows for _, shows in labelled], ["above_and_beyond"], ridge=0.01)
+    model = learned.fit(rows, [shows for _, shows in labelled], [name], ridge=0.01)
     return replace(rules, learned=model)
+
+
+def _beyond_judge(rules: QuestionRules) -> tuple[QuestionRules, CountingEncoder]:
+    """The rules with a judge of above_and_beyond fitted on the toy corpus below."""
+    encoder = CountingEncoder()
+    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    return _trained_on(rules, encoder, labelled), encoder
 
 
 # Toy corpus for a stand-in encoder (bag of words): "weekend" marks going beyond.
@@ -62,9 +72,7 @@ PLAIN = [
 def test_a_judge_fitted_on_labelled_answers_hears_the_pattern_they_share(
     rules: QuestionRules,
 ) -> None:
-    encoder = CountingEncoder()
-    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
-    judged = _trained_on(rules, encoder, labelled)
+    judged, encoder = _beyond_judge(rules)
     answer = "my manager never asked but i did the audit over a weekend"
     assert not analyze(rules, [answer]).dimensions["above_and_beyond"].present  # no keyword
     found = analyze(judged, [answer], encoder).dimensions["above_and_beyond"]
@@ -78,9 +86,7 @@ def test_a_judge_fitted_on_labelled_answers_hears_the_pattern_they_share(
 def test_keywords_still_count_and_the_model_never_judges_contribution(
     rules: QuestionRules,
 ) -> None:
-    encoder = CountingEncoder()
-    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
-    judged = _trained_on(rules, encoder, labelled)
+    judged, encoder = _beyond_judge(rules)
     answer = "nobody asked me to but i stayed late every night to rebuild the rota"
     assert analyze(rules, [answer]).dimensions["above_and_beyond"].present
     assert analyze(judged, [answer], encoder).dimensions["above_and_beyond"].present
@@ -94,10 +100,7 @@ def test_a_negated_window_is_left_out_of_what_the_model_reads(rules: QuestionRul
     labelled = [(t, {"results"}) for t in ("sales doubled", "the numbers went up")] + [
         (t, set()) for t in ("i wrote the plan", "the team met")
     ]
-    rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
-    judged = replace(
-        rules, learned=learned.fit(rows, [s for _, s in labelled], ["results"], ridge=0.01)
-    )
+    judged = _trained_on(rules, encoder, labelled, "results")
     assert analyze(judged, ["the numbers went up"], encoder).dimensions["results"].present
     # The only window holds a result keyword that a negation cancels: nothing is left to read.
     negated = learned_features(rules, ["the numbers never went up"], encoder)
@@ -108,9 +111,7 @@ def test_a_negated_window_is_left_out_of_what_the_model_reads(rules: QuestionRul
 def test_a_probability_between_hint_and_threshold_orders_the_follow_up(
     rules: QuestionRules,
 ) -> None:
-    encoder = CountingEncoder()
-    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
-    judged = _trained_on(rules, encoder, labelled)
+    judged, encoder = _beyond_judge(rules)
     answer = "i did the audit over a weekend"
     assert judged.learned is not None
     p = analyze(judged, [answer], encoder).dimensions["above_and_beyond"].probability
@@ -126,9 +127,7 @@ def test_a_probability_between_hint_and_threshold_orders_the_follow_up(
 
 
 def test_a_saved_model_loads_to_the_same_judgement(tmp_path: Path, rules: QuestionRules) -> None:
-    encoder = CountingEncoder()
-    labelled = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
-    judged = _trained_on(rules, encoder, labelled)
+    judged, encoder = _beyond_judge(rules)
     assert judged.learned is not None
     path = tmp_path / "model.json"
     learned.dump_model(judged.learned, path)

@@ -841,6 +841,14 @@ def _spans(rules: QuestionRules, answers: Sequence[_Answer]) -> list[tuple[int, 
     ]
 
 
+def _window_vectors(
+    rules: QuestionRules, answers: Sequence[_Answer], encoder: Encoder
+) -> tuple[list[Span], Vectors]:
+    """Every window of the conversation and its sentence vector (one row per window)."""
+    spans = _spans(rules, answers)
+    return spans, encoder.encode([answers[n].joined_range(s, e) for n, s, e in spans])
+
+
 def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[Span]) -> list[int]:
     """Indexes of the windows free of the dimension's negated keywords and hints."""
     vetoed = [_vetoed(dimension, answer) for answer in answers]
@@ -855,8 +863,7 @@ def learned_features(
     from voice_app.learned import pool
 
     prepared = [_Answer(text, rules) for text in answers]
-    spans = _spans(rules, prepared)
-    vectors = encoder.encode([prepared[n].joined_range(s, e) for n, s, e in spans])
+    spans, vectors = _window_vectors(rules, prepared, encoder)
     features: dict[str, Any] = {}
     for name in rules.probe_order:
         allowed = _allowed(rules.dimensions[name], prepared, spans)
@@ -872,10 +879,9 @@ def _learned_results(
 ) -> dict[str, DimensionResult]:
     """The rules' results, with dimensions the keywords missed but the learned judge found."""
     model = rules.learned
-    spans = _spans(rules, answers)
+    spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
-    vectors = encoder.encode([answers[n].joined_range(s, e) for n, s, e in spans])
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
