@@ -386,6 +386,10 @@ def test_gsm7_safe_replaces_what_phones_would_garble() -> None:
         ("i loved working on the new ward", "i personally organised the new ward"),
         ("i worked at a bank on the fraud team", "i had to call every customer myself"),
         ("i guess we were lucky with it", "i quietly rewrote the whole checklist"),
+        # A story told in the present tense, as many second-language speakers tell the past.
+        ("i think the drivers liked it", "on sunday i take him out in the training bus"),
+        ("i run a cafe in the high street", "so i make small videos in spanish for them"),
+        ("i teach at a primary school", "every evening i sit with her and explain the forms"),
     ],
 )
 def test_contribution_needs_an_act_by_i_not_just_the_word_i(

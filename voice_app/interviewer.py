@@ -271,6 +271,18 @@ _IRREGULAR_ACTIONS = _word_list(
     "overhauled split struck tore lent stuck hung laid rode swept threw wove sought spun "
     "shot fed bid beat bent bound dealt forgave forbade overcame overtook rethought"
 )
+# The present tense of acts, as a story is told in it ("so i take him out on sunday and i show
+# him the turns") and as many second-language speakers tell the past ("i make small videos").
+# Not followed by "a", "an", "for", "at" or "in": "i run a cafe", "i teach at a primary" describe
+# a job, not an act. Verbs mostly said of a job ("drive", "deliver", "work") are left out.
+_PRESENT_ACTIONS = _word_list(
+    "teach train show make take build write run lead fix call bring sell sit translate "
+    "organise organize set check cook clean help coach mentor plan start create design talk "
+    "tell ask give put keep pay send spend stand win cut open close handle manage prepare test "
+    "change move pick walk meet phone email text visit print collect count measure record track "
+    "map draw paint sing play hire interview sort tidy lift carry load pack install repair "
+    "replace rebuild rewrite push pull convince persuade negotiate explain"
+)
 # Words that may stand between "i" and the verb without changing who acted.
 _AGENT_ADVERBS = _word_list(
     "personally also then just really finally eventually quickly immediately first even "
@@ -286,6 +298,7 @@ _ACTION_PATTERN = (
     r"volunteered|helped|fought|pushed|set out|stepped up|stepped in) to (?!be(?!\S))\S+"
     "|(?!(?:" + "|".join(_NOT_ACTIONS) + r")(?!\S))[a-z]+ed"
     "|(?:" + "|".join(_IRREGULAR_ACTIONS) + r")(?!\S)"
+    "|(?:" + "|".join(_PRESENT_ACTIONS) + r")(?!\S)(?! (?:a|an|for|at|in)(?!\S))"
     ")"
 )
 
