@@ -685,6 +685,9 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # A negation does not reach past "and" / "so" when a new subject starts a new clause.
     ("it wasn't part of my job and now the whole team uses it", {"results"}, set()),
     ("we couldn't get parts so i rebuilt the pump", {"contribution"}, set()),
+    # ... nor past "i" starting a new sentence in run-on speech, unless "i" belongs to it.
+    ("he never thought he'd manage anybody i sat with him every tuesday", {"contribution"}, set()),
+    ("it wasn't that i rebuilt the whole thing", set(), {"contribution"}),
     ("we didn't cut costs and improve quality", set(), {"results"}),
     # Stuttered restarts ("the the", "i i") do not break a keyword.
     ("i i coached the the new volunteers every week", {"helping_others", "contribution"}, set()),

@@ -101,6 +101,23 @@ CLAUSE_BREAKS: frozenset[str] = frozenset(
 # a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
 # Without a new subject the negation still carries ("we didn't cut costs and improve quality").
 CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "which", "until", "when"})
+# "I" said straight after an ordinary word also starts a clause in run-on speech: "he never
+# thought he'd manage anybody i sat with him every week" ("never" no longer reaches "i sat").
+# Not after the words that make "I" part of the same thought ("nobody thought i could",
+# "not that i did").
+SPEAKER_STARTS: frozenset[str] = frozenset({"i", "im", "ive", "id"})
+
+
+def _word_list(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+SPEAKER_EMBEDDED: frozenset[str] = frozenset(
+    _word_list(
+        "that if whether what how where why as than said say says told thought think know knew "
+        "guess felt feel believe believed realised realized wish hope suppose reckon me i"
+    )
+)
 CLAUSE_SUBJECTS: frozenset[str] = frozenset(
     {
         "i",
@@ -247,10 +264,6 @@ _APPROXIMATELY = (
 )
 # "two hundred and fifty", "one point five", "42", "about twenty".
 _NUMBER_PATTERN = rf"{_APPROXIMATELY}{_ONE_NUMBER}(?: (?:and |point )?{_ONE_NUMBER})*"
-
-
-def _word_list(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
 
 
 # `{action}`: a verb that reports doing something, as a speaker says it after "i". Regular past
@@ -462,6 +475,7 @@ def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
     clause = 0
     last_sentence = 0
     kept = _drop_fillers([word for word, _, _ in pieces])
+    previous = ""
     for position, i in enumerate(kept):
         word, raw_index, word_sentence = pieces[i]
         following = pieces[kept[position + 1]][0] if position + 1 < len(kept) else ""
@@ -469,9 +483,15 @@ def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
             word in CLAUSE_BREAKS
             or word_sentence != last_sentence
             or (word in CLAUSE_JOINS and following in CLAUSE_SUBJECTS)
+            or (
+                word in SPEAKER_STARTS
+                and previous
+                and previous not in SPEAKER_EMBEDDED | CLAUSE_JOINS | CLAUSE_BREAKS
+            )
         ):
             clause += 1
         last_sentence = word_sentence
+        previous = word
         tokens.append(_Token(word, raw_index, word_sentence, clause))
     return raw_words, tokens
 
