@@ -90,8 +90,9 @@ FIRST_SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4")
 SECOND_LABELLER = "_second_labeller"
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
-# Judged by keywords alone: "I did" and "we did" look alike to a sentence model.
-KEYWORDS_ONLY = ("contribution",)
+# Shown by keywords alone, the judge only hints ("I did" and "we did" look alike to a sentence
+# model, but an answer told as a story of acts still should not be asked "what did you do" first).
+HINT_ONLY = ("contribution",)
 # Fitting `min_similarity` (--fit): see the module docstring.
 PRECISION = 0.9
 MIN_SUPPORT = 5
@@ -167,19 +168,15 @@ def fit_learned(
     ridge: float = learned.RIDGE,
     trained_on: str = "",
 ) -> QuestionRules:
-    """The rules with a learned judge fitted on `corpus` (the dimensions the shipped file's
-    model judges; every dimension but KEYWORDS_ONLY when it has none)."""
-    names = (
-        list(rules.learned.dimensions)
-        if rules.learned is not None
-        else [n for n in rules.probe_order if n not in KEYWORDS_ONLY]
-    )
+    """The rules with a learned judge of every dimension fitted on `corpus` (those in HINT_ONLY
+    only hint)."""
     model = learned.fit(
         [rows(item.text) for item in corpus],
         [item.shows for item in corpus],
-        names,
+        rules.probe_order,
         ridge=ridge,
         trained_on=trained_on,
+        hint_only=HINT_ONLY,
     )
     return replace(rules, learned=model)
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_rubric import (  # noqa: E402
-    KEYWORDS_ONLY,
+    HINT_ONLY,
     fit_learned,
     load_corpus,
     rows_of,
@@ -61,10 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     writers = sorted({writer_of(args.question, split) for split in splits})
     encoder = load_encoder(load_settings({"semantic": True}))
     assert encoder is not None  # semantic=True always gives an encoder (or raises)
-    unjudged = [n for n in rules.probe_order if n in KEYWORDS_ONLY]
     trained_on = (
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
-        f"{', '.join(splits)}); ridge {learned.RIDGE}; keywords only: {', '.join(unjudged)}"
+        f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}"
     )
     model = fit_learned(rules, corpus, rows_of(rules, encoder), trained_on=trained_on).learned
     assert model is not None

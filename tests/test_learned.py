@@ -83,16 +83,32 @@ def test_a_judge_fitted_on_labelled_answers_hears_the_pattern_they_share(
     assert not other.dimensions["above_and_beyond"].present
 
 
-def test_keywords_still_count_and_the_model_never_judges_contribution(
-    rules: QuestionRules,
-) -> None:
+def test_keywords_still_count_beside_the_model(rules: QuestionRules) -> None:
     judged, encoder = _beyond_judge(rules)
     answer = "nobody asked me to but i stayed late every night to rebuild the rota"
     assert analyze(rules, [answer]).dimensions["above_and_beyond"].present
     assert analyze(judged, [answer], encoder).dimensions["above_and_beyond"].present
+
+
+def test_a_hint_only_dimension_is_hinted_by_the_model_but_never_shown(
+    rules: QuestionRules,
+) -> None:
+    encoder = CountingEncoder()
+    labelled = [(t, {"contribution"}) for t in ("we rebuilt the rota", "we fixed the rota")] + [
+        (t, set()) for t in ("the weather was bad", "it was a long year")
+    ]
+    rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
+    labels = [shows for _, shows in labelled]
     we = "we rebuilt the rota"
-    assert not analyze(judged, [we], encoder).dimensions["contribution"].present
-    assert analyze(judged, [we], encoder).dimensions["contribution"].probability is None
+    trusted = learned.fit(rows, labels, ["contribution"], ridge=0.01)
+    assert (
+        analyze(replace(rules, learned=trusted), [we], encoder).dimensions["contribution"].present
+    )
+    hinting = learned.fit(rows, labels, ["contribution"], ridge=0.01, hint_only=["contribution"])
+    found = analyze(replace(rules, learned=hinting), [we], encoder).dimensions["contribution"]
+    assert found.probability is not None and found.probability >= hinting.threshold
+    assert not found.present
+    assert found.hinted
 
 
 def test_a_negated_window_is_left_out_of_what_the_model_reads(rules: QuestionRules) -> None:
@@ -162,6 +178,15 @@ def _model_file(tmp_path: Path, **changes: object) -> Path:
         ({"hint": 0.7}, "hint", "above threshold"),
         ({"threshold": 1.5}, "threshold", "between 0 and 1"),
         (
+            {
+                "dimensions": {
+                    "values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "hint_only": 1}
+                }
+            },
+            "dimensions.values.hint_only",
+            "true or false",
+        ),
+        (
             {"dimensions": {"charisma": {"bias": 0, "mean": [0, 0, 0], "max": [0, 0, 0]}}},
             "dimensions.charisma",
             "not a dimension",
@@ -205,11 +230,12 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
 ) -> None:
     # Said in everyday words the keyword rules do not cover: the trained model still hears them.
     assert rules.learned is not None
+    assert [n for n, d in rules.learned.dimensions.items() if d.hint_only] == ["contribution"]
     for name, answer in (
         (
             "above_and_beyond",
             "none of that was in my job description i just kept coming in on sundays to get it "
-            "finished",
+            "finished and i never claimed the hours",
         ),
     ):
         assert not analyze(rules, [answer]).dimensions[name].present, name

@@ -26,6 +26,10 @@ their vetoes: a window holding a keyword or hint that a negation cancelled does 
 dimension, unexplained jargon still empties the jargon dimension, and a dimension without examples
 (contribution: "I" and "we" look alike to a sentence model) is judged by keywords alone. A window
 that comes close but not close enough marks the dimension as hinted, for the follow-up order.
+A question with a learned judge (voice_app/learned.py) uses it instead of the examples, with the
+same vetoes: a dimension the keywords missed counts when its probability reaches the model's
+threshold, and is hinted above the model's hint; a `hint_only` dimension (contribution) is never
+shown by the judge, only hinted.
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
@@ -924,7 +928,7 @@ def _learned_results(
         result = results[name]
         if result.present:
             out[name] = DimensionResult(True, result.evidence, probability=probability)
-        elif probability >= model.threshold:
+        elif probability >= model.threshold and not judge.hint_only:
             best = allowed[int(judge.window_scores(vectors[allowed]).argmax())]
             n, start, end = spans[best]
             quote = _window_quote(

@@ -33,6 +33,13 @@ FORMAT = 1
 # L2 penalty on every weight but the bias. Chosen by leave-one-writer-out cross-validation
 # over 0.1, 0.3 and 1 (see scripts/bench_rubric.py); few answers per writer, keep weights small.
 RIDGE = 0.3
+# The probabilities at which a dimension the keywords missed counts as shown, and as hinted.
+# Chosen by leave-one-writer-out cross-validation on 22 writers (benchmarks/rubric.md): the
+# keywords already find most of what is there, so the judge only adds what it is sure of; 0.5
+# (the natural choice) gave too much credit (precision 0.66-0.79 on the writers the rules had not
+# seen).
+THRESHOLD = 0.7
+HINT = 0.4
 FILE_KEY = "(file)"
 TRAIN = "scripts/train_rubric.py"
 _NEWTON_STEPS = 60
@@ -45,6 +52,9 @@ class DimensionModel:
     mean: Floats
     max: Floats
     bias: float
+    # Its probability only orders the follow-ups, never counts as shown: for a dimension a
+    # sentence vector cannot see ("I rebuilt it" and "we rebuilt it" are the same to it).
+    hint_only: bool = False
 
     def probability(self, windows: npt.NDArray[Any]) -> float:
         """How likely a conversation whose windows have these vectors shows the dimension."""
@@ -63,9 +73,9 @@ class LearnedModel:
 
     dimensions: Mapping[str, DimensionModel]
     size: int  # length of one sentence vector
-    threshold: float = 0.5  # at or above: the dimension counts as shown
+    threshold: float = THRESHOLD  # at or above: the dimension counts as shown
     # At or above (and below threshold): hinted, asked about after the surely missing ones.
-    hint: float = 0.3
+    hint: float = HINT
     trained_on: str = ""  # what the model was fitted on, for whoever reads the file
 
 
@@ -76,7 +86,7 @@ def pool(windows: npt.NDArray[Any]) -> Floats:
 
 
 def fit_dimension(
-    features: Sequence[Floats], shows: Sequence[bool], ridge: float = RIDGE
+    features: Sequence[Floats], shows: Sequence[bool], ridge: float = RIDGE, hint_only: bool = False
 ) -> DimensionModel:
     """Logistic regression by Newton's method with an L2 penalty (deterministic)."""
     x = np.array(features, dtype=np.float64)
@@ -95,7 +105,7 @@ def fit_dimension(
         if np.abs(step).max() < 1e-8:
             break
     half = (width - 1) // 2
-    return DimensionModel(mean=w[:half], max=w[half:-1], bias=float(w[-1]))
+    return DimensionModel(mean=w[:half], max=w[half:-1], bias=float(w[-1]), hint_only=hint_only)
 
 
 def fit(
@@ -105,8 +115,10 @@ def fit(
     *,
     ridge: float = RIDGE,
     trained_on: str = "",
+    hint_only: Collection[str] = (),
 ) -> LearnedModel:
-    """A model for each of `names`, from each answer's pooled features and its labels.
+    """A model for each of `names`, from each answer's pooled features and its labels; those in
+    `hint_only` only ever hint.
 
     `rows[i][name]` is None when every window of answer i was vetoed for that dimension: such an
     answer teaches that dimension nothing and is left out of its fit.
@@ -119,28 +131,36 @@ def fit(
         if not kept:
             continue
         size = len(kept[0][0]) // 2
-        dimensions[name] = fit_dimension([f for f, _ in kept], [s for _, s in kept], ridge)
+        dimensions[name] = fit_dimension(
+            [f for f, _ in kept], [s for _, s in kept], ridge, name in hint_only
+        )
     return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on)
 
 
 def dump_model(model: LearnedModel, path: Path) -> None:
-    """Write the model as JSON (weights rounded to 6 significant digits: far below their noise)."""
+    """Write the model as JSON (weights rounded to 6 significant digits: far below their noise),
+    one line per setting and per weight vector, so that a retrain's diff stays readable."""
 
-    def numbers(values: Floats) -> list[float]:
-        return [float(f"{v:.6g}") for v in values]
+    def numbers(values: Floats) -> str:
+        return json.dumps([float(f"{v:.6g}") for v in values])
 
-    data = {
+    head = {
         "format": FORMAT,
         "trained_on": model.trained_on,
         "size": model.size,
         "threshold": model.threshold,
         "hint": model.hint,
-        "dimensions": {
-            name: {"bias": float(f"{d.bias:.6g}"), "mean": numbers(d.mean), "max": numbers(d.max)}
-            for name, d in model.dimensions.items()
-        },
     }
-    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
+    blocks = []
+    for name, d in model.dimensions.items():
+        fields = [f'   "bias": {json.dumps(float(f"{d.bias:.6g}"))}']
+        if d.hint_only:
+            fields.append('   "hint_only": true')
+        fields += [f'   "mean": {numbers(d.mean)}', f'   "max": {numbers(d.max)}']
+        blocks.append(f"  {json.dumps(name)}: {{\n" + ",\n".join(fields) + "\n  }")
+    text = "{\n" + "\n".join(lines) + '\n "dimensions": {\n' + ",\n".join(blocks) + "\n }\n}\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
@@ -191,7 +211,10 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         bias = weights.get("bias")
         if not isinstance(bias, (int, float)):
             raise RulesError(where, f"{key}.bias", "must be a number")
-        dimensions[name] = DimensionModel(vectors["mean"], vectors["max"], float(bias))
+        hint_only = weights.get("hint_only", False)
+        if not isinstance(hint_only, bool):
+            raise RulesError(where, f"{key}.hint_only", "must be true or false")
+        dimensions[name] = DimensionModel(vectors["mean"], vectors["max"], float(bias), hint_only)
     return LearnedModel(
         MappingProxyType(dimensions),
         size,
