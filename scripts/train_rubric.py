@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_rubric import (  # noqa: E402
     HINT_ONLY,
+    VETOES,
     fit_learned,
     load_corpus,
     rows_of,
@@ -63,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert encoder is not None  # semantic=True always gives an encoder (or raises)
     trained_on = (
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
-        f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}"
+        f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}; "
+        f"vetoes: {', '.join(f'{n} {v}' for n, v in VETOES.items())}"
     )
     model = fit_learned(rules, corpus, rows_of(rules, encoder), trained_on=trained_on).learned
     assert model is not None

@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The writers' splits of 80 answers each: six of the first batch, twelve of the second.
-WRITERS = ("wh", "wt", "wb", "wp", "wr", "we") + (
+WRITERS = (
+    *("wh", "wt", "wb", "wp", "wr", "we"),
     *("wc", "wf", "ws", "wl", "wn", "wm"),
     *("wg", "wa", "wi", "wd", "wo", "wu"),
 )

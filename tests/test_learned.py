@@ -90,6 +90,22 @@ def test_keywords_still_count_beside_the_model(rules: QuestionRules) -> None:
     assert analyze(judged, [answer], encoder).dimensions["above_and_beyond"].present
 
 
+def test_a_veto_overrules_a_keyword_hit_the_model_does_not_believe(rules: QuestionRules) -> None:
+    judged, encoder = _beyond_judge(rules)
+    assert judged.learned is not None
+    answer = "the team stayed late in work hours"  # a keyword of above_and_beyond, no "weekend"
+    found = analyze(judged, [answer], encoder).dimensions["above_and_beyond"]
+    assert found.present and found.probability is not None and found.probability < 0.5
+    beyond = replace(judged.learned.dimensions["above_and_beyond"], veto=0.5)
+    vetoing = replace(judged.learned, dimensions={"above_and_beyond": beyond})
+    overruled = analyze(replace(rules, learned=vetoing), [answer], encoder)
+    assert not overruled.dimensions["above_and_beyond"].present
+    assert overruled.dimensions["above_and_beyond"].hinted  # asked about after the surely missing
+    weekend = "i stayed late and came in at the weekend"
+    kept = analyze(replace(rules, learned=vetoing), [weekend], encoder)
+    assert kept.dimensions["above_and_beyond"].present
+
+
 def test_a_hint_only_dimension_is_hinted_by_the_model_but_never_shown(
     rules: QuestionRules,
 ) -> None:
@@ -187,6 +203,11 @@ def _model_file(tmp_path: Path, **changes: object) -> Path:
             "true or false",
         ),
         (
+            {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "veto": 0.6}}},
+            "dimensions.values.veto",
+            "up to threshold",
+        ),
+        (
             {"dimensions": {"charisma": {"bias": 0, "mean": [0, 0, 0], "max": [0, 0, 0]}}},
             "dimensions.charisma",
             "not a dimension",
@@ -231,6 +252,7 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
     # Said in everyday words the keyword rules do not cover: the trained model still hears them.
     assert rules.learned is not None
     assert [n for n, d in rules.learned.dimensions.items() if d.hint_only] == ["contribution"]
+    assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {"context": 0.3}
     for name, answer in (
         (
             "above_and_beyond",

@@ -29,7 +29,8 @@ that comes close but not close enough marks the dimension as hinted, for the fol
 A question with a learned judge (voice_app/learned.py) uses it instead of the examples, with the
 same vetoes: a dimension the keywords missed counts when its probability reaches the model's
 threshold, and is hinted above the model's hint; a `hint_only` dimension (contribution) is never
-shown by the judge, only hinted.
+shown by the judge, only hinted; a dimension with a `veto` (context) loses a keyword hit whose
+probability stays below it (hinted instead).
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
@@ -926,7 +927,10 @@ def _learned_results(
             continue
         probability = judge.probability(vectors[allowed])
         result = results[name]
-        if result.present:
+        if result.present and probability < judge.veto:
+            # A loose keyword the judge does not believe: a sign, not proof.
+            out[name] = DimensionResult(False, (), True, probability=probability)
+        elif result.present:
             out[name] = DimensionResult(True, result.evidence, probability=probability)
         elif probability >= model.threshold and not judge.hint_only:
             best = allowed[int(judge.window_scores(vectors[allowed]).argmax())]

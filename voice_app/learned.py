@@ -6,7 +6,10 @@ words. The answer is cut into the semantic signal's windows (voice_app/interview
 and their vectors); the features of a conversation for one dimension are the mean and the
 elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
 that dimension ("we never measured it" is no result, however it sounds). The output is the
-probability that a hiring manager would say the conversation shows the dimension.
+probability that a hiring manager would say the conversation shows the dimension. The model
+also says how the interviewer uses it (voice_app/interviewer.py): the probability at which a
+dimension the keywords missed counts (`threshold`) or is hinted (`hint`), dimensions it may only
+hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
 
 The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
 made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
@@ -55,6 +58,9 @@ class DimensionModel:
     # Its probability only orders the follow-ups, never counts as shown: for a dimension a
     # sentence vector cannot see ("I rebuilt it" and "we rebuilt it" are the same to it).
     hint_only: bool = False
+    # A keyword hit with a probability below this does not count (only hints): for a dimension
+    # whose keywords are loose cues ("because", "for years" for the background). 0: never.
+    veto: float = 0.0
 
     def probability(self, windows: npt.NDArray[Any]) -> float:
         """How likely a conversation whose windows have these vectors shows the dimension."""
@@ -86,7 +92,11 @@ def pool(windows: npt.NDArray[Any]) -> Floats:
 
 
 def fit_dimension(
-    features: Sequence[Floats], shows: Sequence[bool], ridge: float = RIDGE, hint_only: bool = False
+    features: Sequence[Floats],
+    shows: Sequence[bool],
+    ridge: float = RIDGE,
+    hint_only: bool = False,
+    veto: float = 0.0,
 ) -> DimensionModel:
     """Logistic regression by Newton's method with an L2 penalty (deterministic)."""
     x = np.array(features, dtype=np.float64)
@@ -105,7 +115,7 @@ def fit_dimension(
         if np.abs(step).max() < 1e-8:
             break
     half = (width - 1) // 2
-    return DimensionModel(mean=w[:half], max=w[half:-1], bias=float(w[-1]), hint_only=hint_only)
+    return DimensionModel(w[:half], w[half:-1], float(w[-1]), hint_only, veto)
 
 
 def fit(
@@ -116,9 +126,10 @@ def fit(
     ridge: float = RIDGE,
     trained_on: str = "",
     hint_only: Collection[str] = (),
+    vetoes: Mapping[str, float] = MappingProxyType({}),
 ) -> LearnedModel:
     """A model for each of `names`, from each answer's pooled features and its labels; those in
-    `hint_only` only ever hint.
+    `hint_only` only ever hint, and `vetoes` sets a dimension's `veto`.
 
     `rows[i][name]` is None when every window of answer i was vetoed for that dimension: such an
     answer teaches that dimension nothing and is left out of its fit.
@@ -132,7 +143,11 @@ def fit(
             continue
         size = len(kept[0][0]) // 2
         dimensions[name] = fit_dimension(
-            [f for f, _ in kept], [s for _, s in kept], ridge, name in hint_only
+            [f for f, _ in kept],
+            [s for _, s in kept],
+            ridge,
+            name in hint_only,
+            vetoes.get(name, 0.0),
         )
     return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on)
 
@@ -157,6 +172,8 @@ def dump_model(model: LearnedModel, path: Path) -> None:
         fields = [f'   "bias": {json.dumps(float(f"{d.bias:.6g}"))}']
         if d.hint_only:
             fields.append('   "hint_only": true')
+        if d.veto:
+            fields.append(f'   "veto": {json.dumps(d.veto)}')
         fields += [f'   "mean": {numbers(d.mean)}', f'   "max": {numbers(d.max)}']
         blocks.append(f"  {json.dumps(name)}: {{\n" + ",\n".join(fields) + "\n  }")
     text = "{\n" + "\n".join(lines) + '\n "dimensions": {\n' + ",\n".join(blocks) + "\n }\n}\n"
@@ -214,7 +231,18 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         hint_only = weights.get("hint_only", False)
         if not isinstance(hint_only, bool):
             raise RulesError(where, f"{key}.hint_only", "must be true or false")
-        dimensions[name] = DimensionModel(vectors["mean"], vectors["max"], float(bias), hint_only)
+        veto = weights.get("veto", 0.0)
+        if (
+            isinstance(veto, bool)
+            or not isinstance(veto, (int, float))
+            or not 0 <= veto < threshold
+        ):
+            raise RulesError(
+                where, f"{key}.veto", f"must be a probability from 0 up to threshold ({threshold})"
+            )
+        dimensions[name] = DimensionModel(
+            vectors["mean"], vectors["max"], float(bias), hint_only, float(veto)
+        )
     return LearnedModel(
         MappingProxyType(dimensions),
         size,
