@@ -107,9 +107,9 @@ def test_practice_runs_a_whole_bank() -> None:
 def test_analyze_uses_the_sentence_model_when_it_is_turned_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # No keyword of the rules file says "result" here; the examples do.
-    answer = "our customers waited far less and the team was much happier afterwards"
-    monkeypatch.setenv("VOICE_APP_SEMANTIC", "false")  # the default
+    # No keyword of the rules file says "result" here; the learned judge hears one.
+    answer = "these days hardly any of the parcels go missing and the drivers get home on time"
+    monkeypatch.setenv("VOICE_APP_SEMANTIC", "false")
     rules_only = json.loads(CliRunner().invoke(main, ["analyze", "--json"], input=answer).output)
     assert rules_only["dimensions"]["results"]["present"] is False
     monkeypatch.setenv("VOICE_APP_SEMANTIC", "true")
