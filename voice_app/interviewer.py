@@ -109,7 +109,7 @@ CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "which", "until",
 # "I" said straight after an ordinary word also starts a clause in run-on speech: "he never
 # thought he'd manage anybody i sat with him every week" ("never" no longer reaches "i sat").
 # Not after the words that make "I" part of the same thought ("nobody thought i could",
-# "not that i did").
+# "not that i did"), nor after a joining word (which starts the clause itself).
 SPEAKER_STARTS: frozenset[str] = frozenset({"i", "im", "ive", "id"})
 
 
@@ -117,11 +117,15 @@ def _word_list(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-SPEAKER_EMBEDDED: frozenset[str] = frozenset(
-    _word_list(
-        "that if whether what how where why as than said say says told thought think know knew "
-        "guess felt feel believe believed realised realized wish hope suppose reckon me i"
+SPEAKER_EMBEDDED: frozenset[str] = (
+    frozenset(
+        _word_list(
+            "that if whether what how where why as than said say says told thought think know knew "
+            "guess felt feel believe believed realised realized wish hope suppose reckon me i"
+        )
     )
+    | CLAUSE_JOINS
+    | CLAUSE_BREAKS
 )
 CLAUSE_SUBJECTS: frozenset[str] = frozenset(
     {
@@ -488,11 +492,7 @@ def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
             word in CLAUSE_BREAKS
             or word_sentence != last_sentence
             or (word in CLAUSE_JOINS and following in CLAUSE_SUBJECTS)
-            or (
-                word in SPEAKER_STARTS
-                and previous
-                and previous not in SPEAKER_EMBEDDED | CLAUSE_JOINS | CLAUSE_BREAKS
-            )
+            or (word in SPEAKER_STARTS and previous and previous not in SPEAKER_EMBEDDED)
         ):
             clause += 1
         last_sentence = word_sentence
