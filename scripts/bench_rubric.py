@@ -315,21 +315,21 @@ def prune_unseen(
     held-out writer's answers (or happens to fit them alone): without it, the held-out score
     comes closer to what the rules would score had that writer never been read.
     """
-    expanded = counted.rules
-    support: dict[str, set[str]] = {name: set() for name in expanded.dimensions}
+    rules = counted.rules
+    support: dict[str, set[str]] = {name: set() for name in rules.dimensions}
     for item in train:
         for name, keywords in counted(item.text).items():
             if name in item.shows:
                 support[name].update(keywords)
-    dropped: dict[str, set[str]] = {name: set() for name in expanded.dimensions}
+    dropped: dict[str, set[str]] = {name: set() for name in rules.dimensions}
     for item in held_out:
         for name, keywords in counted(item.text).items():
             dropped[name].update(k for k in keywords if k not in support[name])
     dimensions = {
         name: replace(d, keywords=tuple(k for k in d.keywords if k not in dropped[name]))
-        for name, d in expanded.dimensions.items()
+        for name, d in rules.dimensions.items()
     }
-    return replace(expanded, dimensions=dimensions), sum(map(len, dropped.values()))
+    return replace(rules, dimensions=dimensions), sum(map(len, dropped.values()))
 
 
 class Counted:

@@ -20,6 +20,7 @@ same way. Pure numpy, no I/O but `load_model` and `dump_model`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,28 +157,30 @@ def dump_model(model: LearnedModel, path: Path) -> None:
     """Write the model as JSON (weights rounded to 6 significant digits: far below their noise),
     one line per setting and per weight vector, so that a retrain's diff stays readable."""
 
-    def numbers(values: Floats) -> str:
-        return json.dumps([float(f"{v:.6g}") for v in values])
+    def numbers(values: Floats) -> list[float]:
+        return [float(f"{v:.6g}") for v in values]
 
-    head = {
+    def dimension(d: DimensionModel) -> dict[str, Any]:
+        out: dict[str, Any] = {"bias": float(f"{d.bias:.6g}")}
+        if d.hint_only:
+            out["hint_only"] = True
+        if d.veto:
+            out["veto"] = d.veto
+        return {**out, "mean": numbers(d.mean), "max": numbers(d.max)}
+
+    data = {
         "format": FORMAT,
         "trained_on": model.trained_on,
         "size": model.size,
         "threshold": model.threshold,
         "hint": model.hint,
+        "dimensions": {name: dimension(d) for name, d in model.dimensions.items()},
     }
-    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
-    blocks = []
-    for name, d in model.dimensions.items():
-        fields = [f'   "bias": {json.dumps(float(f"{d.bias:.6g}"))}']
-        if d.hint_only:
-            fields.append('   "hint_only": true')
-        if d.veto:
-            fields.append(f'   "veto": {json.dumps(d.veto)}')
-        fields += [f'   "mean": {numbers(d.mean)}', f'   "max": {numbers(d.max)}']
-        blocks.append(f"  {json.dumps(name)}: {{\n" + ",\n".join(fields) + "\n  }")
-    text = "{\n" + "\n".join(lines) + '\n "dimensions": {\n' + ",\n".join(blocks) + "\n }\n}\n"
-    path.write_text(text, encoding="utf-8")
+    # Indented JSON, with each list of numbers put back on one line.
+    text = re.sub(
+        r"\[[-+0-9.eE,\s]*\]", lambda m: json.dumps(json.loads(m[0])), json.dumps(data, indent=1)
+    )
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
