@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import simple_websocket
+
 from tests.conftest import CALLER
 from tests.test_live_stream import ANSWERS, FAST
 from voice_app.live.slots import CALLS_PER_CORE, LiveSlots
 from voice_app.simulator import ANSWER, CallerStep, SimulationOptions, simulate
+from voice_app.simulator.dialog import CallReport
+from voice_app.simulator.stream import StreamCaller
 
 HOLD_A_SLOT = """
 import sys, time
@@ -71,3 +75,39 @@ def test_a_live_call_beyond_capacity_goes_on_in_record_mode(tmp_path: Path) -> N
     follow_ups = [event for event in report.dialog if event.speaker == "line" and event.dimension]
     assert len(follow_ups) == 2
     assert len(report.texts) == 1
+
+
+class _ClosedAfterConnected:
+    """A stream the line closes as soon as it has read Twilio's `connected` (live mode full)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, data: str) -> None:
+        if self.sent:
+            raise simple_websocket.ConnectionClosed(1000, "live mode is full: record mode")
+        self.sent.append(data)
+
+    def receive(self, timeout: float | None = None) -> str | None:
+        raise simple_websocket.ConnectionClosed(1000, "live mode is full: record mode")
+
+    def close(self, reason: int | None = None, message: str | None = None) -> None:
+        pass
+
+
+def test_a_stream_the_line_closes_before_start_ends_quietly_for_the_simulated_caller() -> None:
+    # The line may close a full stream before the caller's `start` leaves (a race the whole-call
+    # test above hit in CI): the simulated Twilio must move on to the <Redirect>, not crash.
+    socket = _ClosedAfterConnected()
+    report = CallReport(call_sid="CA" + "7" * 32)
+    caller = StreamCaller(
+        socket=socket,
+        report=report,
+        account_sid="AC" + "7" * 32,
+        parameters={},
+        steps=iter([CallerStep(ANSWER, ANSWERS[0])]),
+        speech_frames=lambda step: [],
+        caption=lambda text: text,
+    )
+    caller.run()
+    assert len(socket.sent) == 1 and report.dialog == [] and not caller.hung_up

@@ -106,21 +106,10 @@ class StreamCaller:
         if self.speed <= 0:
             raise SimulationError("the stream's speed must be above 0 (1.0 is real time)")
         self._started = time.perf_counter()
-        self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self._send(
-            {
-                "event": "start",
-                "start": {
-                    "streamSid": self.stream_sid,
-                    "accountSid": self.account_sid,
-                    "callSid": self.report.call_sid,
-                    "tracks": ["inbound"],
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                    "customParameters": self.parameters,
-                },
-                "streamSid": self.stream_sid,
-            }
-        )
+        try:
+            self._open()
+        except (simple_websocket.ConnectionClosed, OSError):
+            return  # the line closed the stream at once (live mode full, a bad signature)
         while True:
             try:
                 if not self._take_messages():
@@ -137,6 +126,24 @@ class StreamCaller:
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+
+    def _open(self) -> None:
+        """Twilio's first two messages: `connected`, then `start` with the TwiML's parameters."""
+        self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        self._send(
+            {
+                "event": "start",
+                "start": {
+                    "streamSid": self.stream_sid,
+                    "accountSid": self.account_sid,
+                    "callSid": self.report.call_sid,
+                    "tracks": ["inbound"],
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                    "customParameters": self.parameters,
+                },
+                "streamSid": self.stream_sid,
+            }
+        )
 
     def _now(self) -> float:
         """Seconds of stream (audio time) so far, whatever the speed."""
