@@ -200,7 +200,7 @@ def test_an_answer_only_about_we_lacks_contribution(rules: QuestionRules) -> Non
         ("the numbers never improved", "the numbers improved"),
         ("we didn't hit the target", "we hit the target"),
         ("we didn't finish on time", "we finished on time"),
-        ("it wasn't my job and it never worked", "it wasn't my job and now it works"),
+        ("it wasn't my job and they never used it", "it wasn't my job and now they use it"),
         ("honestly we didn't really improve much", "honestly we really improved much"),
         ("nothing went wrong", "something went wrong"),
     ],
@@ -217,6 +217,46 @@ def test_look_alike_negations_do_not_cancel(rules: QuestionRules) -> None:
     assert analysis.dimensions["results"].present
     after_but = analyze(rules, ["we did not hit it at first but then we reduced the backlog"])
     assert after_but.dimensions["results"].present
+
+
+@pytest.mark.parametrize(
+    "not_a_result",
+    [
+        "i grew up on a farm so i know how hard the winters are",
+        "i stopped saying yes to every client who asked",
+        "i stayed on after my shift to finish the handover notes",
+        "i always give a hundred and ten percent",
+    ],
+)
+def test_acts_and_upbringing_that_sound_like_change_are_not_results(
+    rules: QuestionRules, not_a_result: str
+) -> None:
+    assert not analyze(rules, [not_a_result]).dimensions["results"].present
+
+
+@pytest.mark.parametrize(
+    "unknown",
+    [
+        "we cut the paperwork in half i think but honestly it's too early to say",
+        "the waiting list came down a bit but we never measured it properly",
+        "uh i left in march so i don't know if the new rota worked",
+        "sales went up i reckon but ask me again in six months",
+    ],
+)
+def test_an_outcome_the_caller_says_is_unknown_is_not_a_result_and_is_asked_about(
+    rules: QuestionRules, unknown: str
+) -> None:
+    analysis = analyze(rules, [unknown])
+    assert not analysis.dimensions["results"].present
+    follow_up = pick_follow_up(rules, analysis, set(), random.Random(0))
+    assert follow_up is not None and follow_up.dimension == "results"
+
+
+def test_a_result_told_after_saying_it_was_too_early_counts(rules: QuestionRules) -> None:
+    first = "i rebuilt the rota but it's too early to say if it worked"
+    later = "well the first month's figures came in and sickness dropped by a third"
+    result = analyze(rules, [first, later]).dimensions["results"]
+    assert result.present and any("a third" in quote for quote in result.evidence)
 
 
 def test_the_whole_conversation_counts(rules: QuestionRules) -> None:

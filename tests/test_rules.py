@@ -369,6 +369,25 @@ def test_hints_are_optional_and_checked_like_keywords(tmp_path: Path) -> None:
     assert any("dimensions.results.hints[0]" in p and "{nowt}" in p for p in problems), problems
 
 
+def test_disclaimers_are_optional_and_checked_like_keywords(tmp_path: Path) -> None:
+    import shutil
+
+    from voice_app.rules import check_grammars, load_question
+
+    shipped = load_question("accomplishment")
+    assert "too early to {tell}" in shipped.dimensions["results"].disclaimers
+    assert not shipped.dimensions["values"].disclaimers
+    copy = tmp_path / "grammars"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "grammars", copy)
+    path = copy / "questions" / "accomplishment.toml"
+    text = path.read_text(encoding="utf-8")
+    broken = text.replace('"too early to {tell}"', '"too early to {tel}"', 1)
+    path.write_text(broken, encoding="utf-8")
+    problems = check_grammars(copy)
+    named = [p for p in problems if "dimensions.results.disclaimers[0]" in p and "{tel}" in p]
+    assert named, problems
+
+
 EXAMPLES = '''
 examples = ["the waiting time came down from hours to minutes", "sales went up a lot that year"]
 min_similarity = 0.5

@@ -625,6 +625,10 @@ class _Answer:
             last = bisect_right(self.starts, match.end() - 1) - 1
             yield first, last
 
+    def says(self, phrase: str) -> bool:
+        """Whether the phrase occurs anywhere in the answer."""
+        return next(iter(self.find(phrase)), None) is not None
+
     def covered(self, phrases: Iterable[str]) -> set[int]:
         """Token indexes inside any occurrence of the phrases."""
         return {
@@ -778,9 +782,10 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     evidence: list[str] = []
     quoted: set[tuple[int, int]] = set()  # (answer, token) already inside a quote: no repeats
     ignored = [answer.covered(dimension.ignore) for answer in answers]
+    disclaimed = _disclaimed(dimension, answers)
     for keyword in dimension.keywords:
         for number, first, last in _counting(keyword, answers, ignored):
-            if (number, first) in quoted:
+            if number in disclaimed or (number, first) in quoted:
                 continue
             text, span = answers[number].quote(first, last)
             quoted.update((number, i) for i in span)
@@ -790,10 +795,22 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
                 return DimensionResult(True, tuple(evidence))
     if evidence:
         return DimensionResult(True, tuple(evidence))
+    # A sign in an answer that disclaims the dimension is no sign: it is surely missing there.
     hinted = any(
-        next(_counting(hint, answers, ignored), None) is not None for hint in dimension.hints
+        number not in disclaimed
+        for hint in dimension.hints
+        for number, _, _ in _counting(hint, answers, ignored)
     )
     return DimensionResult(False, (), hinted)
+
+
+def _disclaimed(dimension: Dimension, answers: Sequence[_Answer]) -> set[int]:
+    """Numbers of the answers in which the caller disclaims the dimension ("too early to say")."""
+    return {
+        number
+        for number, answer in enumerate(answers)
+        if any(answer.says(phrase) for phrase in dimension.disclaimers)
+    }
 
 
 def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -888,9 +905,15 @@ def _window_vectors(
 
 
 def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[Span]) -> list[int]:
-    """Indexes of the windows free of the dimension's negated keywords and hints."""
+    """Indexes of the windows free of the dimension's negated keywords and hints, outside the
+    answers that disclaim it."""
     vetoed = [_vetoed(dimension, answer) for answer in answers]
-    return [i for i, (n, a, b) in enumerate(spans) if not vetoed[n].intersection(range(a, b))]
+    disclaimed = _disclaimed(dimension, answers)
+    return [
+        i
+        for i, (n, a, b) in enumerate(spans)
+        if n not in disclaimed and not vetoed[n].intersection(range(a, b))
+    ]
 
 
 def learned_features(

@@ -72,6 +72,7 @@ _DIMENSION_KEYS = (
     "praise",
     "ignore",
     "hints",
+    "disclaimers",
     "examples",
     "min_similarity",
 )
@@ -120,6 +121,10 @@ class Dimension:
     # Weaker signs: too loose to count as shown, but enough to doubt that the dimension is really
     # missing, so the follow-up asks first about dimensions missing without any sign.
     hints: tuple[str, ...] = ()
+    # The caller saying the dimension is not there after all ("too early to say", "we never
+    # measured it" for a result): an answer holding one shows the dimension by none of its
+    # keywords (they only hint) and is not read by the judge for it.
+    disclaimers: tuple[str, ...] = ()
     # The semantic signal: phrases that show the dimension, and how close (cosine similarity of
     # sentence vectors, 0 to 1) a stretch of the answer must come to one of them to count.
     examples: tuple[str, ...] = ()
@@ -544,6 +549,11 @@ def _parse_question(
             praise=checker.text(table, "praise", where, limit=MAX_PRAISE_CHARS, sms=True),
             ignore=(_keywords(checker, table, "ignore", where, words) if "ignore" in table else ()),
             hints=(_keywords(checker, table, "hints", where, words) if "hints" in table else ()),
+            disclaimers=(
+                _keywords(checker, table, "disclaimers", where, words)
+                if "disclaimers" in table
+                else ()
+            ),
             examples=_examples(checker, table, where),
             min_similarity=1.0 if similarity is None else similarity,
         )
