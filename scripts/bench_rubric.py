@@ -90,9 +90,11 @@ FIRST_SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4", "blind
 SECOND_LABELLER = "_second_labeller"
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
-# Shown by keywords alone, the judge only hints ("I did" and "we did" look alike to a sentence
-# model, but an answer told as a story of acts still should not be asked "what did you do" first).
-HINT_ONLY = ("contribution",)
+# Shown by keywords alone, the judge only hints. contribution: "I did" and "we did" look alike to
+# a sentence model, but an answer told as a story of acts still should not be asked "what did you
+# do" first. reflection: the keywords are surer (leave-one-writer-out over 30 writers: F1 0.909
+# with the judge hinting, 0.892 with it also showing; follow-up right unchanged at 92.6 %).
+HINT_ONLY = ("contribution", "reflection")
 # Keyword hits that count only with the judge's probability at least this: context's keywords are
 # loose cues ("because", "for years", "late") that sound like background without giving it.
 # Chosen by leave-one-writer-out cross-validation (0 / 0.1 / 0.2 / 0.3 / 0.5 tried; 0.3 raised

@@ -251,7 +251,8 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
 ) -> None:
     # Said in everyday words the keyword rules do not cover: the trained model still hears them.
     assert rules.learned is not None
-    assert [n for n, d in rules.learned.dimensions.items() if d.hint_only] == ["contribution"]
+    hinting = [n for n, d in rules.learned.dimensions.items() if d.hint_only]
+    assert hinting == ["contribution", "reflection"]
     assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {"context": 0.3}
     for name, answer in (
         (
