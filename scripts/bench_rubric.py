@@ -90,6 +90,8 @@ FIRST_SPLITS = ("dev", "heldout", "blind1", "blind2", "blind3", "blind4", "blind
 SECOND_LABELLER = "_second_labeller"
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
+# The system that ships (VOICE_APP_SEMANTIC=true): the goals are checked on it, and on `rules`.
+DEFAULT = "current"
 # Shown by keywords alone, the judge only hints. contribution: "I did" and "we did" look alike to
 # a sentence model, but an answer told as a story of acts still should not be asked "what did you
 # do" first. reflection: the keywords are surer (leave-one-writer-out over 30 writers: F1 0.909
@@ -382,7 +384,7 @@ def split_table(
             row = [name]
             for system in systems:
                 s = runs[system].scores[name]
-                mark = " *" if system == "rules" and s.f1 < F1_GOAL else ""
+                mark = " *" if system == DEFAULT and s.f1 < F1_GOAL else ""
                 row.append(f"{s.precision:.2f}/{s.recall:.2f}/{s.f1:.2f}{mark}")
             lines.append("| " + " | ".join(row) + " |")
     lines.append("| macro F1 | " + " | ".join(f"{runs[s].macro_f1():.3f}" for s in systems) + " |")
@@ -559,9 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     goals = [
         "",
         f"Corpus: {sizes}. P/R/F1 per dimension; goals: F1 >= {F1_GOAL:.2f} per dimension (`*` "
-        f"marks a miss for `rules`, the default), follow-up right >= {FOLLOW_UP_GOAL:.0%}.",
+        f"marks a miss for `{DEFAULT}`, what ships), follow-up right >= {FOLLOW_UP_GOAL:.0%}.",
     ]
-    checked = [(split, "rules", runs[split]["rules"]) for split in splits]
+    checked = [
+        (split, system, runs[split][system]) for split in splits for system in (DEFAULT, "rules")
+    ]
     if folds:
         checked += [
             ("pooled cross-validation", system, pooled([fold[system] for fold in folds.values()]))

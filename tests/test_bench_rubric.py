@@ -95,6 +95,11 @@ def test_the_sealed_split_is_reported_without_naming_its_answers(
     assert "cv" not in header  # thresholds are never fitted on the sealed split
     assert "| macro F1 |" in blind and "| follow-up right |" in blind
     assert "| results |" in blind  # per dimension: the goal is per dimension
+    # The goals are checked on what ships (rules + judge), not only on the rules alone.
+    assert "- blind, current: dimensions below goal: " in report
+    for line in blind.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert not any(cell.endswith("*") for cell in cells[2:]), line  # marks: current only
     printed = capsys.readouterr().out
     assert "misjudged answers (blind1" in printed
     assert "sealed-d0" not in printed  # no answer of the sealed split is ever named
