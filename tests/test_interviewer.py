@@ -14,6 +14,7 @@ from voice_app.interviewer import (
     SMS_LIMIT,
     FollowUp,
     analyze,
+    counted_keywords,
     deeper_marker,
     gsm7_safe,
     is_gsm7,
@@ -250,6 +251,15 @@ def test_an_outcome_the_caller_says_is_unknown_is_not_a_result_and_is_asked_abou
     assert not analysis.dimensions["results"].present
     follow_up = pick_follow_up(rules, analysis, set(), random.Random(0))
     assert follow_up is not None and follow_up.dimension == "results"
+
+
+def test_keywords_in_an_answer_that_disclaims_the_result_are_not_counted(
+    rules: QuestionRules,
+) -> None:
+    # What the benchmark's keyword pruning reads must agree with what the analysis counts.
+    plain = counted_keywords(rules, ["we cut the waiting list in half"])["results"]
+    assert "in half" in plain
+    assert not counted_keywords(rules, ["we cut it in half but we never measured it"])["results"]
 
 
 def test_a_result_told_after_saying_it_was_too_early_counts(rules: QuestionRules) -> None:

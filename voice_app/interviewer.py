@@ -814,7 +814,8 @@ def _disclaimed(dimension: Dimension, answers: Sequence[_Answer]) -> set[int]:
 
 
 def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Per dimension, every keyword heard in the answers that counts (not negated, not ignored).
+    """Per dimension, every keyword heard in the answers that counts (not negated, not ignored,
+    not in an answer that disclaims the dimension).
 
     The evidence of `analyze` stops at a few quotes; this lists every keyword, for measuring
     which keywords carry the verdicts (scripts/bench_rubric.py).
@@ -824,10 +825,11 @@ def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, 
     for name in rules.probe_order:
         dimension = rules.dimensions[name]
         ignored = [answer.covered(dimension.ignore) for answer in prepared]
+        disclaimed = _disclaimed(dimension, prepared)
         counted[name] = tuple(
             keyword
             for keyword in dimension.keywords
-            if next(_counting(keyword, prepared, ignored), None) is not None
+            if any(n not in disclaimed for n, _, _ in _counting(keyword, prepared, ignored))
         )
     return counted
 

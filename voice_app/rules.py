@@ -123,7 +123,7 @@ class Dimension:
     hints: tuple[str, ...] = ()
     # The caller saying the dimension is not there after all ("too early to say", "we never
     # measured it" for a result): an answer holding one shows the dimension by none of its
-    # keywords (they only hint) and is not read by the judge for it.
+    # keywords, gives no hint of it, and is not read by the judge for it.
     disclaimers: tuple[str, ...] = ()
     # The semantic signal: phrases that show the dimension, and how close (cosine similarity of
     # sentence vectors, 0 to 1) a stretch of the answer must come to one of them to count.
