@@ -765,11 +765,17 @@ _NUMBER_WORD_SET = frozenset(_NUMBER_WORDS)
 
 
 def _counting(
-    phrase: str, answers: Sequence[_Answer], ignored: Sequence[set[int]]
+    phrase: str,
+    answers: Sequence[_Answer],
+    ignored: Sequence[set[int]],
+    disclaimed: Collection[int],
 ) -> Iterator[tuple[int, int, int]]:
-    """(answer, first, last) of each place the phrase is heard and counts: not negated, and not
-    inside one of the dimension's `ignore` phrases (`ignored`, per answer)."""
+    """(answer, first, last) of each place the phrase is heard and counts: not negated, not
+    inside one of the dimension's `ignore` phrases (`ignored`, per answer), and not in an answer
+    that disclaims the dimension (`disclaimed`, answer numbers)."""
     for number, answer in enumerate(answers):
+        if number in disclaimed:
+            continue
         for first, last in answer.find(phrase):
             if not answer.negated(first) and not ignored[number].intersection(
                 range(first, last + 1)
@@ -784,8 +790,8 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     ignored = [answer.covered(dimension.ignore) for answer in answers]
     disclaimed = _disclaimed(dimension, answers)
     for keyword in dimension.keywords:
-        for number, first, last in _counting(keyword, answers, ignored):
-            if number in disclaimed or (number, first) in quoted:
+        for number, first, last in _counting(keyword, answers, ignored, disclaimed):
+            if (number, first) in quoted:
                 continue
             text, span = answers[number].quote(first, last)
             quoted.update((number, i) for i in span)
@@ -795,11 +801,9 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
                 return DimensionResult(True, tuple(evidence))
     if evidence:
         return DimensionResult(True, tuple(evidence))
-    # A sign in an answer that disclaims the dimension is no sign: it is surely missing there.
     hinted = any(
-        number not in disclaimed
+        next(_counting(hint, answers, ignored, disclaimed), None) is not None
         for hint in dimension.hints
-        for number, _, _ in _counting(hint, answers, ignored)
     )
     return DimensionResult(False, (), hinted)
 
@@ -829,7 +833,7 @@ def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, 
         counted[name] = tuple(
             keyword
             for keyword in dimension.keywords
-            if any(n not in disclaimed for n, _, _ in _counting(keyword, prepared, ignored))
+            if next(_counting(keyword, prepared, ignored, disclaimed), None) is not None
         )
     return counted
 
