@@ -440,6 +440,12 @@ def test_gsm7_safe_replaces_what_phones_would_garble() -> None:
         ("i think the drivers liked it", "on sunday i take him out in the training bus"),
         ("i run a cafe in the high street", "so i make small videos in spanish for them"),
         ("i teach at a primary school", "every evening i sit with her and explain the forms"),
+        # When they started or took over is a time, not an act; "helped with" is someone
+        # else's work.
+        ("when i started there we had a backlog", "when i started i cleared the backlog"),
+        ("the year i took over the team hit target", "i took over the rota and fixed it"),
+        ("i helped with the subject lines mostly", "i helped her rewrite the subject lines"),
+        ("what i took away was to ask early", "i took the complaint to the director"),
     ],
 )
 def test_contribution_needs_an_act_by_i_not_just_the_word_i(
