@@ -13,12 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The writers' splits of 80 answers each: six of the first batch, twelve of the second, six of
-# the third.
+# the third, four of the fourth.
 WRITERS = (
     *("wh", "wt", "wb", "wp", "wr", "we"),
     *("wc", "wf", "ws", "wl", "wn", "wm"),
     *("wg", "wa", "wi", "wd", "wo", "wu"),
     *("wj", "wk", "wq", "wv", "wx", "wy"),
+    *("ww", "wz", "w2", "w3"),
 )
 
 
@@ -197,4 +198,4 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
         *sorted(WRITERS),
     ]
     assert bench.writer_of("accomplishment", "dev") == bench.writer_of("accomplishment", "heldout")
-    assert len({bench.writer_of("accomplishment", split) for split in found}) == 31
+    assert len({bench.writer_of("accomplishment", split) for split in found}) == 35
