@@ -938,6 +938,24 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("the kitchen was way behind every friday night", {"context"}, set()),
     ("the older tenants were scared of the new lifts", {"context"}, set()),
     ("the village was cut off every time the river rose", {"context"}, set()),
+    # Above and beyond: unasked, on their own breaks or money, outside their department.
+    ("i wasn't really asked i'm meant to just do the reports", {"above_and_beyond"}, set()),
+    ("i taught him knife skills on my breaks", {"above_and_beyond"}, set()),
+    ("i bought the first lot of bread out of my own pocket", {"above_and_beyond"}, set()),
+    ("it's not really my department but i kept chasing it", {"above_and_beyond"}, set()),
+    ("it was way outside a manager's job but i did nights", {"above_and_beyond"}, set()),
+    ("we were closed and i went out anyway with the van", {"above_and_beyond"}, set()),
+    # ... but the time of a break is no sign of it.
+    ("my break is at eleven", set(), {"above_and_beyond"}),
+    # Values: what stays with them, what they get out of it, what they set out to prove.
+    ("she went through with it and i think about her a lot", {"values"}, set()),
+    ("i'm not his trainer but i get a lot out of that", {"values"}, set()),
+    ("i really wanted to prove i belonged there", {"values"}, set()),
+    ("i just remembered how lost i was as a new starter", {"values"}, set()),
+    # Helping others: new starters brought in, talked through, listening in.
+    ("the new starters all come to me for their first week", {"helping_others"}, set()),
+    ("on the quiet lifts i'd talk her through what i could see", {"helping_others"}, set()),
+    ("i had her sit in on my calls with a second headset", {"helping_others"}, set()),
 ]
 
 
