@@ -956,6 +956,9 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("the new starters all come to me for their first week", {"helping_others"}, set()),
     ("on the quiet lifts i'd talk her through what i could see", {"helping_others"}, set()),
     ("i had her sit in on my calls with a second headset", {"helping_others"}, set()),
+    # A number said roughly, as people do: "like forty", "something like ten".
+    ("they sold like two hundred and forty cars in a quarter", {"results"}, set()),
+    ("we got it down from like forty minutes to something like ten", {"results"}, set()),
 ]
 
 

@@ -269,7 +269,7 @@ _ONE_NUMBER = (
 # Said before a number without changing what it measures: "to about ninety minutes".
 _APPROXIMATELY = (
     r"(?:(?:about|around|roughly|approximately|nearly|almost|just|only|over|under|"
-    r"more than|less than|fewer than) )?"
+    r"more than|less than|fewer than|like|something like|close to|well over|maybe) )?"
 )
 # "two hundred and fifty", "one point five", "42", "about twenty".
 _NUMBER_PATTERN = rf"{_APPROXIMATELY}{_ONE_NUMBER}(?: (?:and |point )?{_ONE_NUMBER})*"
