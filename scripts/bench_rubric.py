@@ -101,7 +101,22 @@ HINT_ONLY = ("contribution", "reflection")
 # loose cues ("because", "for years", "late") that sound like background without giving it.
 # Chosen by leave-one-writer-out cross-validation (0 / 0.1 / 0.2 / 0.3 / 0.5 tried; 0.3 raised
 # context's F1 on the writers the keywords were written on and on those they were not).
-VETOES = {"context": 0.3}
+# helping_others: a named person and a keyword can still be no help given ("my manager sat with
+# me"); over 35 writers 0.1 took helping_others from 0.904 to 0.908 (better for 13 writers,
+# worse for 3; 0.05-0.15 alike).
+VETOES = {"context": 0.3, "helping_others": 0.1}
+# The probability at which the judge alone shows a dimension, where it is not learned.THRESHOLD:
+# company_goals is over-credited (an aim, a customer's wish or a personal target sounds like an
+# organisation's goal). Leave-one-writer-out over 35 writers: F1 0.896 at 0.7, 0.907 at 0.85
+# (better for 22 writers, worse for 8), 0.907 at 0.9, 0.896 with the judge only hinting.
+THRESHOLDS = {"company_goals": 0.85}
+# The probability at which a dimension not shown is hinted (asked about after the surely missing
+# ones), where it is not learned.HINT. A first follow-up about something the caller said is the
+# worst one, and most of those ask for a result told in plain words ("now he's my sous chef").
+# Leave-one-writer-out over 35 writers, follow-up right: 92.3 % with 0.4 for all; 93.2 % with
+# results at 0.1 (better for 19 writers, worse for 3); 93.5 % with contribution at 0.3 as well
+# (better for 7 more, worse for 1).
+HINTS = {"results": 0.1, "contribution": 0.3}
 # Fitting `min_similarity` (--fit): see the module docstring.
 PRECISION = 0.9
 MIN_SUPPORT = 5
@@ -178,7 +193,7 @@ def fit_learned(
     trained_on: str = "",
 ) -> QuestionRules:
     """The rules with a learned judge of every dimension fitted on `corpus` (those in HINT_ONLY
-    only hint; VETOES as set there)."""
+    only hint; VETOES, THRESHOLDS and HINTS as set there)."""
     model = learned.fit(
         [rows(item.text) for item in corpus],
         [item.shows for item in corpus],
@@ -187,6 +202,8 @@ def fit_learned(
         trained_on=trained_on,
         hint_only=HINT_ONLY,
         vetoes=VETOES,
+        thresholds=THRESHOLDS,
+        hints=HINTS,
     )
     return replace(rules, learned=model)
 

@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_rubric import (  # noqa: E402
     HINT_ONLY,
+    HINTS,
+    THRESHOLDS,
     VETOES,
     fit_learned,
     load_corpus,
@@ -65,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained_on = (
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
         f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}; "
-        f"vetoes: {', '.join(f'{n} {v}' for n, v in VETOES.items())}"
+        f"vetoes: {', '.join(f'{n} {v}' for n, v in VETOES.items())}; "
+        f"own thresholds: {', '.join(f'{n} {v}' for n, v in THRESHOLDS.items())}; "
+        f"own hints: {', '.join(f'{n} {v}' for n, v in HINTS.items())}"
     )
     model = fit_learned(rules, corpus, rows_of(rules, encoder), trained_on=trained_on).learned
     assert model is not None

@@ -158,12 +158,53 @@ def test_a_probability_between_hint_and_threshold_orders_the_follow_up(
     assert follow_up is not None and follow_up.dimension != "above_and_beyond"
 
 
+def test_a_dimension_s_own_threshold_outranks_the_model_s(rules: QuestionRules) -> None:
+    judged, encoder = _beyond_judge(rules)
+    answer = "i did the audit over a weekend"
+    assert judged.learned is not None
+    p = analyze(judged, [answer], encoder).dimensions["above_and_beyond"].probability
+    assert p is not None and judged.learned.threshold <= p < 0.99
+    assert analyze(judged, [answer], encoder).dimensions["above_and_beyond"].present
+    # The model's threshold is met, the dimension's own (higher) one is not: hinted, not shown.
+    own = replace(judged.learned.dimensions["above_and_beyond"], threshold=p + 0.01)
+    stricter = replace(judged.learned, dimensions={"above_and_beyond": own})
+    found = analyze(replace(rules, learned=stricter), [answer], encoder).dimensions[
+        "above_and_beyond"
+    ]
+    assert not found.present
+    assert found.hinted
+
+
+def test_a_dimension_s_own_hint_puts_a_weak_sign_after_the_surely_missing(
+    rules: QuestionRules,
+) -> None:
+    judged, encoder = _beyond_judge(rules)
+    answer = "i sorted the rota for the ward"  # no "weekend": a low probability
+    assert judged.learned is not None
+    plain = analyze(judged, [answer], encoder).dimensions["above_and_beyond"]
+    p = plain.probability
+    assert p is not None and p < judged.learned.hint
+    assert not plain.present and not plain.hinted
+    # The dimension's own lower hint makes the same weak sign a hint (asked about after the
+    # surely missing ones; the follow-up order is tested above).
+    own = replace(judged.learned.dimensions["above_and_beyond"], hint=p / 2)
+    lowered = replace(rules, learned=replace(judged.learned, dimensions={"above_and_beyond": own}))
+    analysis = analyze(lowered, [answer], encoder)
+    assert not analysis.dimensions["above_and_beyond"].present
+    assert analysis.dimensions["above_and_beyond"].hinted
+
+
 def test_a_saved_model_loads_to_the_same_judgement(tmp_path: Path, rules: QuestionRules) -> None:
     judged, encoder = _beyond_judge(rules)
+    assert judged.learned is not None
+    own = replace(judged.learned.dimensions["above_and_beyond"], threshold=0.8, hint=0.1)
+    judged = replace(judged, learned=replace(judged.learned, dimensions={"above_and_beyond": own}))
     assert judged.learned is not None
     path = tmp_path / "model.json"
     learned.dump_model(judged.learned, path)
     again = learned.load_model(path, rules.probe_order)
+    assert again.threshold_of("above_and_beyond") == 0.8
+    assert again.hint_of("above_and_beyond") == 0.1
     for text in [*BEYOND, *PLAIN]:
         first = analyze(judged, [text], encoder).dimensions["above_and_beyond"]
         second = analyze(replace(rules, learned=again), [text], encoder).dimensions[
@@ -206,6 +247,35 @@ def _model_file(tmp_path: Path, **changes: object) -> Path:
             {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "veto": 0.6}}},
             "dimensions.values.veto",
             "up to threshold",
+        ),
+        (
+            {
+                "dimensions": {
+                    "values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "threshold": 1}
+                }
+            },
+            "dimensions.values.threshold",
+            "from hint",
+        ),
+        (
+            {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "hint": 0}}},
+            "dimensions.values.hint",
+            "above 0",
+        ),
+        (
+            {
+                "dimensions": {
+                    "values": {
+                        "bias": 0,
+                        "mean": [0] * 3,
+                        "max": [0] * 3,
+                        "threshold": 0.4,
+                        "veto": 0.45,
+                    }
+                }
+            },
+            "dimensions.values.veto",
+            "up to threshold (0.4)",
         ),
         (
             {"dimensions": {"charisma": {"bias": 0, "mean": [0, 0, 0], "max": [0, 0, 0]}}},
@@ -253,7 +323,19 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
     assert rules.learned is not None
     hinting = [n for n, d in rules.learned.dimensions.items() if d.hint_only]
     assert hinting == ["contribution", "reflection"]
-    assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {"context": 0.3}
+    assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {
+        "context": 0.3,
+        "helping_others": 0.1,
+    }
+    assert {n: rules.learned.threshold_of(n) for n in rules.learned.dimensions} == {
+        **{n: rules.learned.threshold for n in rules.learned.dimensions},
+        "company_goals": 0.85,
+    }
+    assert {n: rules.learned.hint_of(n) for n in rules.learned.dimensions} == {
+        **{n: rules.learned.hint for n in rules.learned.dimensions},
+        "results": 0.1,
+        "contribution": 0.3,
+    }
     for name, answer in (
         (
             "above_and_beyond",

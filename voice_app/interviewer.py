@@ -28,9 +28,10 @@ dimension, unexplained jargon still empties the jargon dimension, and a dimensio
 that comes close but not close enough marks the dimension as hinted, for the follow-up order.
 A question with a learned judge (voice_app/learned.py) uses it instead of the examples, with the
 same vetoes: a dimension the keywords missed counts when its probability reaches the model's
-threshold, and is hinted above the model's hint; a `hint_only` dimension (contribution) is never
-shown by the judge, only hinted; a dimension with a `veto` (context) loses a keyword hit whose
-probability stays below it (hinted instead).
+threshold, and is hinted above the model's hint (or the dimension's own threshold and hint, where
+the model sets them); a `hint_only` dimension (contribution) is never shown by the judge, only
+hinted; a dimension with a `veto` (context) loses a keyword hit whose probability stays below it
+(hinted instead).
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
@@ -961,7 +962,7 @@ def _learned_results(
             out[name] = DimensionResult(False, (), True, probability=probability)
         elif result.present:
             out[name] = DimensionResult(True, result.evidence, probability=probability)
-        elif probability >= model.threshold and not judge.hint_only:
+        elif probability >= model.threshold_of(name) and not judge.hint_only:
             best = allowed[int(judge.window_scores(vectors[allowed]).argmax())]
             n, start, end = spans[best]
             quote = _window_quote(
@@ -969,7 +970,7 @@ def _learned_results(
             )
             out[name] = DimensionResult(True, (quote,), probability=probability)
         else:
-            hinted = result.hinted or probability >= model.hint
+            hinted = result.hinted or probability >= model.hint_of(name)
             out[name] = DimensionResult(False, (), hinted, probability=probability)
     return out
 

@@ -6,10 +6,10 @@ words. The answer is cut into the semantic signal's windows (voice_app/interview
 and their vectors); the features of a conversation for one dimension are the mean and the
 elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
 that dimension ("we never measured it" is no result, however it sounds). The output is the
-probability that a hiring manager would say the conversation shows the dimension. The model
-also says how the interviewer uses it (voice_app/interviewer.py): the probability at which a
-dimension the keywords missed counts (`threshold`) or is hinted (`hint`), dimensions it may only
-hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
+probability that a hiring manager would say the conversation shows the dimension. The model also
+says how the interviewer uses it (voice_app/interviewer.py): the probability at which a dimension
+the keywords missed counts (`threshold`, or a dimension's own) or is hinted (`hint`), dimensions it
+may only hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
 
 The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
 made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
@@ -62,6 +62,12 @@ class DimensionModel:
     # A keyword hit with a probability below this does not count (only hints): for a dimension
     # whose keywords are loose cues ("because", "for years" for the background). 0: never.
     veto: float = 0.0
+    # The probability at which the judge alone shows this dimension, when it is not the model's
+    # `threshold`: for a dimension the judge over-credits (an aim heard as an organisation's goal).
+    threshold: float | None = None
+    # The probability at which a dimension not shown counts as hinted, when it is not the model's
+    # `hint`: low for a dimension whose absence is often misheard (a result said in plain words).
+    hint: float | None = None
 
     def probability(self, windows: npt.NDArray[Any]) -> float:
         """How likely a conversation whose windows have these vectors shows the dimension."""
@@ -85,6 +91,16 @@ class LearnedModel:
     hint: float = HINT
     trained_on: str = ""  # what the model was fitted on, for whoever reads the file
 
+    def threshold_of(self, name: str) -> float:
+        """The probability at or above which the judge alone shows dimension `name`."""
+        own = self.dimensions[name].threshold
+        return self.threshold if own is None else own
+
+    def hint_of(self, name: str) -> float:
+        """The probability at or above which dimension `name`, not shown, is hinted."""
+        own = self.dimensions[name].hint
+        return self.hint if own is None else own
+
 
 def pool(windows: npt.NDArray[Any]) -> Floats:
     """The features of a conversation for one dimension: mean and max of its window vectors."""
@@ -98,6 +114,8 @@ def fit_dimension(
     ridge: float = RIDGE,
     hint_only: bool = False,
     veto: float = 0.0,
+    threshold: float | None = None,
+    hint: float | None = None,
 ) -> DimensionModel:
     """Logistic regression by Newton's method with an L2 penalty (deterministic)."""
     x = np.array(features, dtype=np.float64)
@@ -116,7 +134,7 @@ def fit_dimension(
         if np.abs(step).max() < 1e-8:
             break
     half = (width - 1) // 2
-    return DimensionModel(w[:half], w[half:-1], float(w[-1]), hint_only, veto)
+    return DimensionModel(w[:half], w[half:-1], float(w[-1]), hint_only, veto, threshold, hint)
 
 
 def fit(
@@ -128,9 +146,12 @@ def fit(
     trained_on: str = "",
     hint_only: Collection[str] = (),
     vetoes: Mapping[str, float] = MappingProxyType({}),
+    thresholds: Mapping[str, float] = MappingProxyType({}),
+    hints: Mapping[str, float] = MappingProxyType({}),
 ) -> LearnedModel:
     """A model for each of `names`, from each answer's pooled features and its labels; those in
-    `hint_only` only ever hint, and `vetoes` sets a dimension's `veto`.
+    `hint_only` only ever hint, `vetoes` sets a dimension's `veto`, `thresholds` and `hints` its
+    own `threshold` and `hint`.
 
     `rows[i][name]` is None when every window of answer i was vetoed for that dimension: such an
     answer teaches that dimension nothing and is left out of its fit.
@@ -149,6 +170,8 @@ def fit(
             ridge,
             name in hint_only,
             vetoes.get(name, 0.0),
+            thresholds.get(name),
+            hints.get(name),
         )
     return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on)
 
@@ -166,6 +189,10 @@ def dump_model(model: LearnedModel, path: Path) -> None:
             out["hint_only"] = True
         if d.veto:
             out["veto"] = d.veto
+        if d.threshold is not None:
+            out["threshold"] = d.threshold
+        if d.hint is not None:
+            out["hint"] = d.hint
         return {**out, "mean": numbers(d.mean), "max": numbers(d.max)}
 
     data = {
@@ -234,17 +261,36 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         hint_only = weights.get("hint_only", False)
         if not isinstance(hint_only, bool):
             raise RulesError(where, f"{key}.hint_only", "must be true or false")
-        veto = weights.get("veto", 0.0)
-        if (
-            isinstance(veto, bool)
-            or not isinstance(veto, (int, float))
-            or not 0 <= veto < threshold
+        own = weights.get("threshold")
+        if own is not None and (
+            isinstance(own, bool) or not isinstance(own, (int, float)) or not hint <= own < 1
         ):
             raise RulesError(
-                where, f"{key}.veto", f"must be a probability from 0 up to threshold ({threshold})"
+                where, f"{key}.threshold", f"must be a probability from hint ({hint}) up to 1"
+            )
+        shows_at = threshold if own is None else own
+        own_hint = weights.get("hint")
+        if own_hint is not None and (
+            isinstance(own_hint, bool)
+            or not isinstance(own_hint, (int, float))
+            or not 0 < own_hint <= shows_at
+        ):
+            raise RulesError(
+                where, f"{key}.hint", f"must be a probability above 0 up to threshold ({shows_at})"
+            )
+        veto = weights.get("veto", 0.0)
+        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto < shows_at:
+            raise RulesError(
+                where, f"{key}.veto", f"must be a probability from 0 up to threshold ({shows_at})"
             )
         dimensions[name] = DimensionModel(
-            vectors["mean"], vectors["max"], float(bias), hint_only, float(veto)
+            vectors["mean"],
+            vectors["max"],
+            float(bias),
+            hint_only,
+            float(veto),
+            None if own is None else float(own),
+            None if own_hint is None else float(own_hint),
         )
     return LearnedModel(
         MappingProxyType(dimensions),
