@@ -64,12 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     writers = sorted({writer_of(args.question, split) for split in splits})
     encoder = load_encoder(load_settings({"semantic": True}))
     assert encoder is not None  # semantic=True always gives an encoder (or raises)
+
+    def listed(settings: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value}" for name, value in settings.items())
+
     trained_on = (
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
         f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}; "
-        f"vetoes: {', '.join(f'{n} {v}' for n, v in VETOES.items())}; "
-        f"own thresholds: {', '.join(f'{n} {v}' for n, v in THRESHOLDS.items())}; "
-        f"own hints: {', '.join(f'{n} {v}' for n, v in HINTS.items())}"
+        f"vetoes: {listed(VETOES)}; own thresholds: {listed(THRESHOLDS)}; "
+        f"own hints: {listed(HINTS)}"
     )
     model = fit_learned(rules, corpus, rows_of(rules, encoder), trained_on=trained_on).learned
     assert model is not None

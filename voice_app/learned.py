@@ -8,8 +8,9 @@ elementwise maximum of its window vectors, leaving out windows that hold a negat
 that dimension ("we never measured it" is no result, however it sounds). The output is the
 probability that a hiring manager would say the conversation shows the dimension. The model also
 says how the interviewer uses it (voice_app/interviewer.py): the probability at which a dimension
-the keywords missed counts (`threshold`, or a dimension's own) or is hinted (`hint`), dimensions it
-may only hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
+the keywords missed counts (`threshold`) or is hinted (`hint`), each also per dimension where set,
+dimensions it may only hint (`hint_only`), and dimensions whose keyword hits it may overrule
+(`veto`).
 
 The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
 made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
@@ -210,6 +211,11 @@ def dump_model(model: LearnedModel, path: Path) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
+def _number(value: object) -> bool:
+    """Whether a value read from JSON is a number (true and false are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
     """Read and check a model file; raises RulesError naming the file and the key at fault."""
     where = str(path)
@@ -262,24 +268,18 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         if not isinstance(hint_only, bool):
             raise RulesError(where, f"{key}.hint_only", "must be true or false")
         own = weights.get("threshold")
-        if own is not None and (
-            isinstance(own, bool) or not isinstance(own, (int, float)) or not hint <= own < 1
-        ):
+        if own is not None and not (_number(own) and hint <= own < 1):
             raise RulesError(
                 where, f"{key}.threshold", f"must be a probability from hint ({hint}) up to 1"
             )
         shows_at = threshold if own is None else own
         own_hint = weights.get("hint")
-        if own_hint is not None and (
-            isinstance(own_hint, bool)
-            or not isinstance(own_hint, (int, float))
-            or not 0 < own_hint <= shows_at
-        ):
+        if own_hint is not None and not (_number(own_hint) and 0 < own_hint <= shows_at):
             raise RulesError(
                 where, f"{key}.hint", f"must be a probability above 0 up to threshold ({shows_at})"
             )
         veto = weights.get("veto", 0.0)
-        if isinstance(veto, bool) or not isinstance(veto, (int, float)) or not 0 <= veto < shows_at:
+        if not (_number(veto) and 0 <= veto < shows_at):
             raise RulesError(
                 where, f"{key}.veto", f"must be a probability from 0 up to threshold ({shows_at})"
             )
