@@ -213,6 +213,17 @@ def test_a_negated_keyword_does_not_count(rules: QuestionRules, negated: str, pl
     assert shown(plain) - shown(negated), "the negation should remove what the plain text shows"
 
 
+def test_a_pause_before_a_new_subject_ends_the_reach_of_a_negation(rules: QuestionRules) -> None:
+    def shown(text: str) -> set[str]:
+        return {n for n, r in analyze(rules, [text]).dimensions.items() if r.present}
+
+    # Run-on speech: "um" and then "what i" start a new thought, which the negation does not reach.
+    assert "reflection" in shown("we didn't have a plan um what i learned is to plan")
+    assert "reflection" not in shown("we didn't have a plan what i learned is to plan")
+    # A pause inside one thought keeps the negation: this is still no result.
+    assert "results" not in shown("we never um cut the wait by half")
+
+
 def test_look_alike_negations_do_not_cancel(rules: QuestionRules) -> None:
     analysis = analyze(rules, ["patients no longer waited and not only did we cut costs"])
     assert analysis.dimensions["results"].present

@@ -155,6 +155,13 @@ CLAUSE_SUBJECTS: frozenset[str] = frozenset(
         "thats",
     }
 )
+# A hesitation sound is where run-on speech most often starts a new thought: a pause followed by a
+# subject, a question word or a joining word starts a new clause, so "which we didn't have to do um
+# what i learned is" does not negate "i learned". "we never um measured it" still negates.
+PAUSES: frozenset[str] = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm"})
+PAUSE_STARTS: frozenset[str] = (
+    CLAUSE_SUBJECTS | CLAUSE_JOINS | frozenset({"what", "how", "my", "our"})
+)
 
 # A quote starts at the speaker ("we cut costs...") when one is close before the keyword, and
 # stops at a joining word, so it reads as a phrase rather than a cut-out window of words.
@@ -489,11 +496,13 @@ def _tokenize(text: str) -> tuple[list[str], list[_Token]]:
     for position, i in enumerate(kept):
         word, raw_index, word_sentence = pieces[i]
         following = pieces[kept[position + 1]][0] if position + 1 < len(kept) else ""
+        paused = position > 0 and pieces[i - 1][0] in PAUSES
         if (
             word in CLAUSE_BREAKS
             or word_sentence != last_sentence
             or (word in CLAUSE_JOINS and following in CLAUSE_SUBJECTS)
             or (word in SPEAKER_STARTS and previous and previous not in SPEAKER_EMBEDDED)
+            or (paused and word in PAUSE_STARTS)
         ):
             clause += 1
         last_sentence = word_sentence
