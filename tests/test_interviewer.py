@@ -12,6 +12,8 @@ from voice_app.asr import Word
 from voice_app.delivery import Delivery, measure_delivery, measure_turns
 from voice_app.interviewer import (
     SMS_LIMIT,
+    Analysis,
+    DimensionResult,
     FollowUp,
     analyze,
     counted_keywords,
@@ -980,6 +982,31 @@ def test_new_paraphrases_of_each_keyword_family(
     found = {n for n, r in analyze(rules, [answer]).dimensions.items() if r.present}
     assert shows <= found, f"missed {shows - found}"
     assert not lacks & found, f"wrongly heard {lacks & found}"
+
+
+def test_of_the_first_two_missing_the_one_the_judge_doubts_more_is_asked(
+    rules: QuestionRules,
+) -> None:
+    def analysis(probabilities: dict[str, float | None]) -> Analysis:
+        dimensions = {
+            name: DimensionResult(False, probability=probabilities.get(name))
+            for name in rules.probe_order
+        }
+        return Analysis("accomplishment", dimensions, words_heard=80)
+
+    def asked(probabilities: dict[str, float | None]) -> str | None:
+        follow_up = pick_follow_up(rules, analysis(probabilities), set(), random.Random(0))
+        assert follow_up is not None
+        return follow_up.dimension
+
+    first, second, third = rules.probe_order[:3]
+    # The judge thinks the first may be there in other words: ask about the second.
+    assert asked({first: 0.35, second: 0.05, third: 0.0}) == second
+    # Only the first two are weighed: a surer third waits its turn.
+    assert asked({first: 0.05, second: 0.2, third: 0.0}) == first
+    # Without a judge (or on a tie) the probe order decides.
+    assert asked({}) == first
+    assert asked({first: 0.2, second: 0.2}) == first
 
 
 def test_a_hinted_dimension_is_asked_about_after_surely_missing_ones(

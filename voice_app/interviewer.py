@@ -162,6 +162,11 @@ PAUSES: frozenset[str] = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm"
 PAUSE_STARTS: frozenset[str] = (
     CLAUSE_SUBJECTS | CLAUSE_JOINS | frozenset({"what", "how", "my", "our"})
 )
+# Of this many missing dimensions at the head of the probe order, the follow-up asks about the
+# one the learned judge finds least likely to be there. Leave-one-writer-out over 36 writers
+# (2954 answers), first follow-up right: 93.4 % always asking the first, 94.1 % weighing the first
+# two (better for 20 writers, worse for 9), 94.3 % weighing all (but then the order hardly counts).
+WEIGHED = 2
 
 # A quote starts at the speaker ("we cut costs...") when one is close before the keyword, and
 # stops at a joining word, so it reads as a phrase rather than a cut-out window of words.
@@ -1068,26 +1073,39 @@ def pick_follow_up(
     Dimensions missing without any sign come first, in probe order; those with a weaker hint
     (`DimensionResult.hinted`) only after them. Asking about something the caller has just said
     is the worst follow-up, and the first dimensions of the probe order are the ones most often
-    said in words no keyword list foresees ("the kids play on it all year round now").
+    said in words no keyword list foresees ("the kids play on it all year round now"). So of the
+    first WEIGHED missing dimensions the one the learned judge finds least likely to be there is
+    asked (the first on a tie, and always the first without a judge).
 
     None when there is nothing left to ask. `rng` only picks the phrasing, so seeding it per call
     and turn makes replays repeat and different calls vary.
     """
     missing = [
-        (name, result is not None and result.hinted)
+        (name, result)
         for name in rules.probe_order
         if name not in already_probed
         and not ((result := analysis.dimensions.get(name)) is not None and result.present)
     ]
     for want_hinted in (False, True):
-        for name, hinted in missing:
-            if hinted == want_hinted:
-                return FollowUp(name, rng.choice(rules.dimensions[name].follow_ups), name)
+        group = [
+            (name, result)
+            for name, result in missing
+            if (result is not None and result.hinted) == want_hinted
+        ]
+        if group:
+            name = min(group[:WEIGHED], key=lambda item: _likelihood(item[1]))[0]
+            return FollowUp(name, rng.choice(rules.dimensions[name].follow_ups), name)
     for index, text in enumerate(rules.deeper_probes):
         marker = deeper_marker(index)
         if marker not in already_probed:
             return FollowUp(None, text, marker)
     return None
+
+
+def _likelihood(result: DimensionResult | None) -> float:
+    """How likely the learned judge finds a missing dimension to be there after all: 0 when it
+    did not judge it (no judge, or every window held a negated keyword of it)."""
+    return result.probability if result is not None and result.probability is not None else 0.0
 
 
 def is_gsm7(text: str) -> bool:
