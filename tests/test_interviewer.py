@@ -969,6 +969,18 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     ("the new starters all come to me for their first week", {"helping_others"}, set()),
     ("on the quiet lifts i'd talk her through what i could see", {"helping_others"}, set()),
     ("i had her sit in on my calls with a second headset", {"helping_others"}, set()),
+    # Above and beyond: their own time, money or initiative in other words.
+    ("i did the stock count off the clock on a friday night", {"above_and_beyond"}, set()),
+    ("a few of us came in saturdays to finish the fit out", {"above_and_beyond"}, set()),
+    ("i fixed her fence for the cost of the materials", {"above_and_beyond"}, set()),
+    ("it's not technically in my contract but i do the fire checks", {"above_and_beyond"}, set()),
+    # ... but a time of day at work is not their own time.
+    ("we met after shift change to go over the numbers", set(), {"above_and_beyond"}),
+    # Helping others: help told in the present or plainly.
+    ("when a new picker starts i go with him on his first rounds", {"helping_others"}, set()),
+    ("i'd check in on the new lad every shift", {"helping_others"}, set()),
+    ("on the quiet tills i let them practise the refunds", {"helping_others"}, set()),
+    ("she was slow with the rota so i help her on fridays", {"helping_others"}, set()),
     # A number said roughly, as people do: "like forty", "something like ten".
     ("they sold like two hundred and forty cars in a quarter", {"results"}, set()),
     ("we got it down from like forty minutes to something like ten", {"results"}, set()),
