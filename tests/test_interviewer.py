@@ -1014,8 +1014,10 @@ def test_of_the_first_two_missing_the_one_the_judge_doubts_more_is_asked(
     first, second, third = rules.probe_order[:3]
     # The judge thinks the first may be there in other words: ask about the second.
     assert asked({first: 0.35, second: 0.05, third: 0.0}) == second
+    # The first is surely missing too: the probe order decides.
+    assert asked({first: 0.15, second: 0.05}) == first
     # Only the first two are weighed: a surer third waits its turn.
-    assert asked({first: 0.05, second: 0.2, third: 0.0}) == first
+    assert asked({first: 0.3, second: 0.5, third: 0.0}) == first
     # Without a judge (or on a tie) the probe order decides.
     assert asked({}) == first
     assert asked({first: 0.2, second: 0.2}) == first

@@ -339,7 +339,7 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
     for name, answer in (
         (
             "above_and_beyond",
-            "none of that was in my job description i just kept coming in on sundays to get it "
+            "none of that was in my job description i just kept turning up on sundays to get it "
             "finished and i never claimed the hours",
         ),
     ):
