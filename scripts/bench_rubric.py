@@ -4,8 +4,8 @@ corpus in tests/corpus/, for each split, against baselines run in the same proce
     .venv/bin/python scripts/bench_rubric.py [--question accomplishment]
         [--errors SPLIT] [--splits SPLIT ...] [--fit] [--out benchmarks/rubric.md]
 
-Splits: every tests/corpus/<question>_<split>.toml is a tuning split (dev, heldout, blind1,
-blind2, blind3, blind4, blind5, blind6, blind7 and the writers' splits for the accomplishment question; see
+Splits: every tests/corpus/<question>_<split>.toml is a tuning split (dev, heldout, blind1 to
+blind7 and the writers' splits for the accomplishment question; see
 tests/corpus/README.md), except `blind`, the sealed split of the day: reported per dimension,
 never answer by answer, when its file exists, skipped with a note otherwise. With
 <question>_<split>_second_labeller.toml beside a split, a second labeller's agreement with its
