@@ -197,6 +197,11 @@ def test_an_answer_only_about_we_lacks_contribution(rules: QuestionRules) -> Non
     ].present
 
 
+def _shown(rules: QuestionRules, text: str) -> set[str]:
+    """The dimensions the rules find in one answer."""
+    return {n for n, r in analyze(rules, [text]).dimensions.items() if r.present}
+
+
 @pytest.mark.parametrize(
     ("negated", "plain"),
     [
@@ -209,21 +214,16 @@ def test_an_answer_only_about_we_lacks_contribution(rules: QuestionRules) -> Non
     ],
 )
 def test_a_negated_keyword_does_not_count(rules: QuestionRules, negated: str, plain: str) -> None:
-    def shown(text: str) -> set[str]:
-        return {n for n, r in analyze(rules, [text]).dimensions.items() if r.present}
-
-    assert shown(plain) - shown(negated), "the negation should remove what the plain text shows"
+    removed = _shown(rules, plain) - _shown(rules, negated)
+    assert removed, "the negation should remove what the plain text shows"
 
 
 def test_a_pause_before_a_new_subject_ends_the_reach_of_a_negation(rules: QuestionRules) -> None:
-    def shown(text: str) -> set[str]:
-        return {n for n, r in analyze(rules, [text]).dimensions.items() if r.present}
-
     # Run-on speech: "um" and then "what i" start a new thought, which the negation does not reach.
-    assert "reflection" in shown("we didn't have a plan um what i learned is to plan")
-    assert "reflection" not in shown("we didn't have a plan what i learned is to plan")
+    assert "reflection" in _shown(rules, "we didn't have a plan um what i learned is to plan")
+    assert "reflection" not in _shown(rules, "we didn't have a plan what i learned is to plan")
     # A pause inside one thought keeps the negation: this is still no result.
-    assert "results" not in shown("we never um cut the wait by half")
+    assert "results" not in _shown(rules, "we never um cut the wait by half")
 
 
 def test_look_alike_negations_do_not_cancel(rules: QuestionRules) -> None:
@@ -991,7 +991,7 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
 def test_new_paraphrases_of_each_keyword_family(
     rules: QuestionRules, answer: str, shows: set[str], lacks: set[str]
 ) -> None:
-    found = {n for n, r in analyze(rules, [answer]).dimensions.items() if r.present}
+    found = _shown(rules, answer)
     assert shows <= found, f"missed {shows - found}"
     assert not lacks & found, f"wrongly heard {lacks & found}"
 
