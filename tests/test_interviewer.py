@@ -757,6 +757,12 @@ PARAPHRASES: list[tuple[str, set[str], set[str]]] = [
     # ... nor past "i" starting a new sentence in run-on speech, unless "i" belongs to it.
     ("he never thought he'd manage anybody i sat with him every tuesday", {"contribution"}, set()),
     ("it wasn't that i rebuilt the whole thing", set(), {"contribution"}),
+    # An aim reaches to the end of its clause, and a new one starts at "and" before "our" / "the"
+    # or at "we" after an ordinary word: what was done there is a result, not the aim.
+    ("the plan was to double the pass rate and our department doubled it", {"results"}, set()),
+    ("the trust's aim was to cut waits and the clinic cut them by half", {"results"}, set()),
+    ("the goal was fewer falls on the ward we've cut falls by half", {"results"}, set()),
+    ("the target was to cut the wait by half", {"company_goals"}, {"results"}),
     ("we didn't cut costs and improve quality", set(), {"results"}),
     # Stuttered restarts ("the the", "i i") do not break a keyword.
     ("i i coached the the new volunteers every week", {"helping_others", "contribution"}, set()),

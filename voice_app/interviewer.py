@@ -104,14 +104,18 @@ CLAUSE_BREAKS: frozenset[str] = frozenset(
     {"but", "however", "although", "though", "whereas", "because", "cause"}
 )
 # Unpunctuated speech joins clauses with "and" / "so": one of these followed by a new subject starts
-# a new clause, so "it wasn't my job and now they play on it" does not negate "now they play".
-# Without a new subject the negation still carries ("we didn't cut costs and improve quality").
+# a new clause, so "it wasn't my job and now they play on it" does not negate "now they play", and
+# "the trust's plan was to double that and our department rewrote everything" is no longer the
+# plan. Without a new subject the negation still carries ("we didn't cut costs and improve
+# quality").
 CLAUSE_JOINS: frozenset[str] = frozenset({"and", "so", "then", "which", "until", "when"})
-# "I" said straight after an ordinary word also starts a clause in run-on speech: "he never
-# thought he'd manage anybody i sat with him every week" ("never" no longer reaches "i sat").
-# Not after the words that make "I" part of the same thought ("nobody thought i could",
-# "not that i did"), nor after a joining word (which starts the clause itself).
-SPEAKER_STARTS: frozenset[str] = frozenset({"i", "im", "ive", "id"})
+# "I" or "we" said straight after an ordinary word also starts a clause in run-on speech: "he never
+# thought he'd manage anybody i sat with him every week" ("never" no longer reaches "i sat"),
+# "the strategy was to move away from hostels the team's been incredible we've housed two hundred
+# people" (the aim no longer reaches "we've housed"). Not after the words that make the speaker
+# part of the same thought ("nobody thought i could", "not that we did"), nor after a joining
+# word (which starts the clause itself).
+SPEAKER_STARTS: frozenset[str] = frozenset({"i", "im", "ive", "id", "we", "weve"})
 
 
 def _word_list(text: str) -> tuple[str, ...]:
@@ -153,15 +157,16 @@ CLAUSE_SUBJECTS: frozenset[str] = frozenset(
         "this",
         "that",
         "thats",
+        "the",
+        "our",
+        "my",
     }
 )
 # A hesitation sound is where run-on speech most often starts a new thought: a pause followed by a
 # subject, a question word or a joining word starts a new clause, so "which we didn't have to do um
 # what i learned is" does not negate "i learned". "we never um measured it" still negates.
 PAUSES: frozenset[str] = frozenset({"um", "umm", "uh", "uhh", "uhm", "er", "erm"})
-PAUSE_STARTS: frozenset[str] = (
-    CLAUSE_SUBJECTS | CLAUSE_JOINS | frozenset({"what", "how", "my", "our"})
-)
+PAUSE_STARTS: frozenset[str] = CLAUSE_SUBJECTS | CLAUSE_JOINS | frozenset({"what", "how"})
 # When the learned judge gives the most important missing dimension at least DOUBT (it may be
 # there in other words), the follow-up asks about whichever of the first WEIGHED missing ones it
 # finds least likely to be there. Leave-one-writer-out over 36 writers (2954 answers), first
