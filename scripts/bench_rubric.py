@@ -109,7 +109,10 @@ VETOES = {"context": 0.3, "helping_others": 0.1}
 # company_goals is over-credited (an aim, a customer's wish or a personal target sounds like an
 # organisation's goal). Leave-one-writer-out over 35 writers: F1 0.896 at 0.7, 0.907 at 0.85
 # (better for 22 writers, worse for 8), 0.907 at 0.9, 0.896 with the judge only hinting.
-THRESHOLDS = {"company_goals": 0.85}
+# above_and_beyond is over-credited too (a long shift or a hard week sounds like going beyond):
+# over 37 writers, with the whole-answer vector, F1 0.864 at 0.7, 0.880 at 0.8 (better for 26
+# writers, worse for 8), 0.880 at 0.85, 0.882 at 0.9; follow-up right unchanged at 95.0 %.
+THRESHOLDS = {"company_goals": 0.85, "above_and_beyond": 0.8}
 # The probability at which a dimension not shown is hinted (asked about after the surely missing
 # ones), where it is not learned.HINT. A first follow-up about something the caller said is the
 # worst one, and most of those ask for a result told in plain words ("now he's my sous chef").

@@ -43,7 +43,7 @@ def _trained_on(
     name: str = "above_and_beyond",
 ) -> QuestionRules:
     rows = [learned_features(rules, [text], encoder) for text, _ in labelled]
-    model = learned.fit(rows, [shows for _, shows in labelled], [name], ridge=0.01)
+    model = learned.fit(rows, [shows for _, shows in labelled], [name], ridge=0.1)
     return replace(rules, learned=model)
 
 
@@ -214,13 +214,18 @@ def test_a_saved_model_loads_to_the_same_judgement(tmp_path: Path, rules: Questi
         assert first.probability == pytest.approx(second.probability, abs=1e-4)
 
 
+def _values(**changes: object) -> dict[str, object]:
+    """One dimension's weights in a model file of vectors of length 3, with `changes`."""
+    return {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "whole": [0] * 3, **changes}
+
+
 def _model_file(tmp_path: Path, **changes: object) -> Path:
     data = {
-        "format": 1,
+        "format": 2,
         "size": 3,
         "threshold": 0.5,
         "hint": 0.3,
-        "dimensions": {"values": {"bias": 0.1, "mean": [0, 1, 2], "max": [0, 1, 2]}},
+        "dimensions": {"values": _values(bias=0.1, mean=[0, 1, 2])},
     }
     data.update(changes)
     path = tmp_path / "model.json"
@@ -235,56 +240,41 @@ def _model_file(tmp_path: Path, **changes: object) -> Path:
         ({"hint": 0.7}, "hint", "above threshold"),
         ({"threshold": 1.5}, "threshold", "between 0 and 1"),
         (
-            {
-                "dimensions": {
-                    "values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "hint_only": 1}
-                }
-            },
+            {"dimensions": {"values": _values(hint_only=1)}},
             "dimensions.values.hint_only",
             "true or false",
         ),
         (
-            {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "veto": 0.6}}},
+            {"dimensions": {"values": _values(veto=0.6)}},
             "dimensions.values.veto",
             "up to threshold",
         ),
         (
-            {
-                "dimensions": {
-                    "values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "threshold": 1}
-                }
-            },
+            {"dimensions": {"values": _values(threshold=1)}},
             "dimensions.values.threshold",
             "from hint",
         ),
+        ({"dimensions": {"values": _values(hint=0)}}, "dimensions.values.hint", "above 0"),
         (
-            {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "hint": 0}}},
-            "dimensions.values.hint",
-            "above 0",
-        ),
-        (
-            {
-                "dimensions": {
-                    "values": {
-                        "bias": 0,
-                        "mean": [0] * 3,
-                        "max": [0] * 3,
-                        "threshold": 0.4,
-                        "veto": 0.45,
-                    }
-                }
-            },
+            {"dimensions": {"values": _values(threshold=0.4, veto=0.45)}},
             "dimensions.values.veto",
             "up to threshold (0.4)",
         ),
+        ({"dimensions": {"charisma": _values()}}, "dimensions.charisma", "not a dimension"),
         (
-            {"dimensions": {"charisma": {"bias": 0, "mean": [0, 0, 0], "max": [0, 0, 0]}}},
-            "dimensions.charisma",
-            "not a dimension",
+            {"dimensions": {"values": _values(mean=[0, 0])}},
+            "dimensions.values.mean",
+            "list of 3 numbers",
+        ),
+        # A model made before the whole-answer vector: retrain it.
+        (
+            {"format": 1, "dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3}}},
+            "format",
+            "retrain",
         ),
         (
-            {"dimensions": {"values": {"bias": 0, "mean": [0, 0], "max": [0, 0, 0]}}},
-            "dimensions.values.mean",
+            {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3}}},
+            "dimensions.values.whole",
             "list of 3 numbers",
         ),
     ],
@@ -330,6 +320,7 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
     assert {n: rules.learned.threshold_of(n) for n in rules.learned.dimensions} == {
         **{n: rules.learned.threshold for n in rules.learned.dimensions},
         "company_goals": 0.85,
+        "above_and_beyond": 0.8,
     }
     assert {n: rules.learned.hint_of(n) for n in rules.learned.dimensions} == {
         **{n: rules.learned.hint for n in rules.learned.dimensions},

@@ -934,6 +934,15 @@ def _window_vectors(
     return spans, encoder.encode([answers[n].joined_range(s, e) for n, s, e in spans])
 
 
+def _whole_vector(answers: Sequence[_Answer], encoder: Encoder) -> Any:
+    """The learned judge's whole-answer feature: each answer encoded as one text, averaged over
+    the answers (encoded apart from the short windows, which would otherwise be padded to it)."""
+    from voice_app.learned import whole_vector
+
+    texts = [answer.joined_range(0, len(answer.tokens)) for answer in answers if answer.tokens]
+    return whole_vector(encoder.encode(texts))
+
+
 def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[Span]) -> list[int]:
     """Indexes of the windows free of the dimension's negated keywords and hints, outside the
     answers that disclaim it."""
@@ -949,16 +958,20 @@ def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[S
 def learned_features(
     rules: QuestionRules, answers: Sequence[str], encoder: Encoder
 ) -> dict[str, Any]:
-    """What the learned judge reads, per dimension: the pooled vectors of the allowed windows
-    (None when there are none). The training script and the benchmark fit on exactly this."""
+    """What the learned judge reads, per dimension: the pooled vectors of the allowed windows and
+    the whole answers' vector (None when no window is allowed). The training script and the
+    benchmark fit on exactly this."""
     from voice_app.learned import pool
 
     prepared = [_Answer(text, rules) for text in answers]
     spans, vectors = _window_vectors(rules, prepared, encoder)
+    if not spans:
+        return dict.fromkeys(rules.probe_order)
+    whole = _whole_vector(prepared, encoder)
     features: dict[str, Any] = {}
     for name in rules.probe_order:
         allowed = _allowed(rules.dimensions[name], prepared, spans)
-        features[name] = pool(vectors[allowed]) if allowed else None
+        features[name] = pool(vectors[allowed], whole) if allowed else None
     return features
 
 
@@ -973,12 +986,13 @@ def _learned_results(
     spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
+    whole = _whole_vector(answers, encoder)
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
         if not allowed:
             continue
-        probability = judge.probability(vectors[allowed])
+        probability = judge.probability(vectors[allowed], whole)
         result = results[name]
         if result.present and probability < judge.veto:
             # A loose keyword the judge does not believe: a sign, not proof.

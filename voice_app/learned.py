@@ -5,7 +5,9 @@ say each dimension: per dimension, a logistic regression over sentence vectors o
 words. The answer is cut into the semantic signal's windows (voice_app/interviewer.py makes them
 and their vectors); the features of a conversation for one dimension are the mean and the
 elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
-that dimension ("we never measured it" is no result, however it sounds). The output is the
+that dimension ("we never measured it" is no result, however it sounds), and the vector of each
+whole answer, averaged over the caller's answers (what a window cannot see: how the parts of
+the story hang together). The output is the
 probability that a hiring manager would say the conversation shows the dimension. The model also
 says how the interviewer uses it (voice_app/interviewer.py): the probability at which a dimension
 the keywords missed counts (`threshold`) or is hinted (`hint`), each also per dimension where set,
@@ -34,7 +36,7 @@ import numpy.typing as npt
 from voice_app.errors import RulesError
 
 Floats = npt.NDArray[np.float64]
-FORMAT = 1
+FORMAT = 2  # 2: a `whole` weight vector beside `mean` and `max`
 # L2 penalty on every weight but the bias. Chosen by leave-one-writer-out cross-validation
 # over 0.1, 0.3 and 1 (see scripts/bench_rubric.py); few answers per writer, keep weights small.
 RIDGE = 0.3
@@ -52,10 +54,12 @@ _NEWTON_STEPS = 60
 
 @dataclass(frozen=True)
 class DimensionModel:
-    """One dimension's logistic regression: weights on the mean and the max of window vectors."""
+    """One dimension's logistic regression: weights on the mean and the max of window vectors and
+    on the whole answers' vector."""
 
     mean: Floats
     max: Floats
+    whole: Floats
     bias: float
     # Its probability only orders the follow-ups, never counts as shown: for a dimension a
     # sentence vector cannot see ("I rebuilt it" and "we rebuilt it" are the same to it).
@@ -70,11 +74,11 @@ class DimensionModel:
     # `hint`: low for a dimension whose absence is often misheard (a result said in plain words).
     hint: float | None = None
 
-    def probability(self, windows: npt.NDArray[Any]) -> float:
-        """How likely a conversation whose windows have these vectors shows the dimension."""
-        vectors = np.asarray(windows, dtype=np.float64)
-        z = float(vectors.mean(axis=0) @ self.mean + vectors.max(axis=0) @ self.max + self.bias)
-        return float(1 / (1 + np.exp(-z)))
+    def probability(self, windows: npt.NDArray[Any], whole: npt.NDArray[Any]) -> float:
+        """How likely a conversation shows the dimension, from its windows' vectors and its whole
+        answers' vector (`whole_vector`)."""
+        z = float(pool(windows, whole) @ np.concatenate([self.mean, self.max, self.whole]))
+        return float(1 / (1 + np.exp(-(z + self.bias))))
 
     def window_scores(self, windows: npt.NDArray[Any]) -> Floats:
         """How much each window alone speaks for the dimension: picks the quote to show."""
@@ -103,10 +107,19 @@ class LearnedModel:
         return self.hint if own is None else own
 
 
-def pool(windows: npt.NDArray[Any]) -> Floats:
-    """The features of a conversation for one dimension: mean and max of its window vectors."""
+def whole_vector(answers: npt.NDArray[Any]) -> Floats:
+    """The conversation's whole-answer feature: the mean of each answer's own vector."""
+    vectors: Floats = np.asarray(answers, dtype=np.float64)
+    return np.asarray(vectors.mean(axis=0), dtype=np.float64)
+
+
+def pool(windows: npt.NDArray[Any], whole: npt.NDArray[Any]) -> Floats:
+    """The features of a conversation for one dimension: mean and max of its window vectors, then
+    the whole answers' vector (`whole_vector`)."""
     vectors = np.asarray(windows, dtype=np.float64)
-    return np.concatenate([vectors.mean(axis=0), vectors.max(axis=0)])
+    return np.concatenate(
+        [vectors.mean(axis=0), vectors.max(axis=0), np.asarray(whole, dtype=np.float64)]
+    )
 
 
 def fit_dimension(
@@ -134,8 +147,17 @@ def fit_dimension(
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    half = (width - 1) // 2
-    return DimensionModel(w[:half], w[half:-1], float(w[-1]), hint_only, veto, threshold, hint)
+    size = (width - 1) // 3
+    return DimensionModel(
+        w[:size],
+        w[size : 2 * size],
+        w[2 * size : -1],
+        float(w[-1]),
+        hint_only,
+        veto,
+        threshold,
+        hint,
+    )
 
 
 def fit(
@@ -164,7 +186,7 @@ def fit(
         kept = [(f, s) for f, s in pairs if f is not None]
         if not kept:
             continue
-        size = len(kept[0][0]) // 2
+        size = len(kept[0][0]) // 3
         dimensions[name] = fit_dimension(
             [f for f, _ in kept],
             [s for _, s in kept],
@@ -194,7 +216,7 @@ def dump_model(model: LearnedModel, path: Path) -> None:
             out["threshold"] = d.threshold
         if d.hint is not None:
             out["hint"] = d.hint
-        return {**out, "mean": numbers(d.mean), "max": numbers(d.max)}
+        return {**out, "mean": numbers(d.mean), "max": numbers(d.max), "whole": numbers(d.whole)}
 
     data = {
         "format": FORMAT,
@@ -250,9 +272,9 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         if name not in dimension_names:
             raise RulesError(where, key, f"is not a dimension of the question: retrain ({TRAIN})")
         if not isinstance(weights, dict):
-            raise RulesError(where, key, "must hold bias, mean and max")
+            raise RulesError(where, key, "must hold bias, mean, max and whole")
         vectors: dict[str, Floats] = {}
-        for part in ("mean", "max"):
+        for part in ("mean", "max", "whole"):
             values = weights.get(part)
             if (
                 not isinstance(values, list)
@@ -286,6 +308,7 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         dimensions[name] = DimensionModel(
             vectors["mean"],
             vectors["max"],
+            vectors["whole"],
             float(bias),
             hint_only,
             float(veto),
