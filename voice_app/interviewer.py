@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     # the same normalisation the matcher uses), so a run-time import here would be circular.
     from voice_app.delivery import Delivery
     from voice_app.embedding import Encoder, Vectors
+    from voice_app.learned import Floats
     from voice_app.rules import Dimension, Jargon, QuestionRules
 
 Span = tuple[int, int, int]  # (answer number, first token, end token) of a window
@@ -934,7 +935,7 @@ def _window_vectors(
     return spans, encoder.encode([answers[n].joined_range(s, e) for n, s, e in spans])
 
 
-def _whole_vector(answers: Sequence[_Answer], encoder: Encoder) -> Any:
+def _whole_vector(answers: Sequence[_Answer], encoder: Encoder) -> Floats:
     """The learned judge's whole-answer feature: each answer encoded as one text, averaged over
     the answers (encoded apart from the short windows, which would otherwise be padded to it)."""
     from voice_app.learned import whole_vector

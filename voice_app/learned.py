@@ -7,12 +7,11 @@ and their vectors); the features of a conversation for one dimension are the mea
 elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
 that dimension ("we never measured it" is no result, however it sounds), and the vector of each
 whole answer, averaged over the caller's answers (what a window cannot see: how the parts of
-the story hang together). The output is the
-probability that a hiring manager would say the conversation shows the dimension. The model also
-says how the interviewer uses it (voice_app/interviewer.py): the probability at which a dimension
-the keywords missed counts (`threshold`) or is hinted (`hint`), each also per dimension where set,
-dimensions it may only hint (`hint_only`), and dimensions whose keyword hits it may overrule
-(`veto`).
+the story hang together). The output is the probability that a hiring manager would say the
+conversation shows the dimension. The model also says how the interviewer uses it
+(voice_app/interviewer.py): the probability at which a dimension the keywords missed counts
+(`threshold`) or is hinted (`hint`), each also per dimension where set, dimensions it may only
+hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
 
 The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
 made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
@@ -110,7 +109,8 @@ class LearnedModel:
 def whole_vector(answers: npt.NDArray[Any]) -> Floats:
     """The conversation's whole-answer feature: the mean of each answer's own vector."""
     vectors: Floats = np.asarray(answers, dtype=np.float64)
-    return np.asarray(vectors.mean(axis=0), dtype=np.float64)
+    mean: Floats = vectors.mean(axis=0)
+    return mean
 
 
 def pool(windows: npt.NDArray[Any], whole: npt.NDArray[Any]) -> Floats:
