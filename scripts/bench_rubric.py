@@ -77,6 +77,7 @@ from voice_app.interviewer import (  # noqa: E402
     analyze,
     counted_keywords,
     learned_features,
+    learned_words,
     pick_follow_up,
 )
 from voice_app.rules import Negation, QuestionRules, load_question  # noqa: E402
@@ -188,6 +189,12 @@ def rows_of(rules: QuestionRules, encoder: Encoder) -> Rows:
     return functools.cache(lambda text: learned_features(rules, [text], encoder))
 
 
+@functools.cache
+def _words_of(text: str) -> frozenset[str]:
+    """What the word model reads of one answer (`learned_words`), computed once per text."""
+    return learned_words([text])
+
+
 def fit_learned(
     rules: QuestionRules,
     corpus: Sequence[Labelled],
@@ -207,6 +214,7 @@ def fit_learned(
         vetoes=VETOES,
         thresholds=THRESHOLDS,
         hints=HINTS,
+        found=[_words_of(item.text) for item in corpus],
     )
     return replace(rules, learned=model)
 

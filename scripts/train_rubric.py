@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     trained_on = (
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
-        f"{', '.join(splits)}); ridge {learned.RIDGE}; only hints: {', '.join(HINT_ONLY)}; "
+        f"{', '.join(splits)}); ridge {learned.RIDGE}; word model: {learned.WORDS} words, "
+        f"ridge {learned.WORDS_RIDGE}, share {learned.WORDS_SHARE}; "
+        f"only hints: {', '.join(HINT_ONLY)}; "
         f"vetoes: {listed(VETOES)}; own thresholds: {listed(THRESHOLDS)}; "
         f"own hints: {listed(HINTS)}"
     )

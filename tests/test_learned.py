@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_embedding import CountingEncoder
@@ -18,7 +19,7 @@ from voice_app import learned
 from voice_app.config import load_settings
 from voice_app.embedding import Encoder, load_encoder
 from voice_app.errors import RulesError
-from voice_app.interviewer import analyze, learned_features, pick_follow_up
+from voice_app.interviewer import analyze, learned_features, learned_words, pick_follow_up
 from voice_app.rules import QuestionRules, check_grammars, load_question
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +215,63 @@ def test_a_saved_model_loads_to_the_same_judgement(tmp_path: Path, rules: Questi
         assert first.probability == pytest.approx(second.probability, abs=1e-4)
 
 
+class FlatEncoder:
+    """A stand-in model that hears nothing: the same vector for every text."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+
+def _word_judge(rules: QuestionRules) -> QuestionRules:
+    """The rules with a judge of above_and_beyond fitted on the toy corpus, whose sentence
+    vectors carry nothing: all it knows is in its word model."""
+    corpus = [(t, {"above_and_beyond"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    encoder = FlatEncoder()
+    model = learned.fit(
+        [learned_features(rules, [text], encoder) for text, _ in corpus],
+        [shows for _, shows in corpus],
+        ["above_and_beyond"],
+        found=[learned_words([text]) for text, _ in corpus],
+    )
+    return replace(rules, learned=model)
+
+
+def test_the_word_model_hears_a_word_the_sentence_vectors_do_not(
+    rules: QuestionRules, tmp_path: Path
+) -> None:
+    judged = _word_judge(rules)
+    assert judged.learned is not None and "weekend" in judged.learned.vocabulary
+
+    def chance(model: learned.LearnedModel, text: str) -> float:
+        found = analyze(replace(rules, learned=model), [text], FlatEncoder())
+        probability = found.dimensions["above_and_beyond"].probability
+        assert probability is not None
+        return probability
+
+    weekend, plain = "i redid the audit over a weekend", "i redid the audit for the office"
+    assert chance(judged.learned, weekend) > 0.5 > chance(judged.learned, plain)
+    # Without its word model the same judge cannot tell them apart.
+    deaf = replace(
+        judged.learned,
+        dimensions={name: replace(d, words=None) for name, d in judged.learned.dimensions.items()},
+    )
+    assert chance(deaf, weekend) == pytest.approx(chance(deaf, plain))
+    # Saved and loaded, it hears the same.
+    path = tmp_path / "model.json"
+    learned.dump_model(judged.learned, path)
+    again = learned.load_model(path, rules.probe_order)
+    assert again.vocabulary == judged.learned.vocabulary
+    assert chance(again, weekend) == pytest.approx(chance(judged.learned, weekend), abs=1e-4)
+
+
+def test_the_word_model_reads_words_and_word_pairs_commonest_first() -> None:
+    found = learned.grams([["we", "cut", "costs"], ["i", "cut", "it"]])
+    assert {"cut", "cut costs", "we cut", "i cut", "cut it"} <= found
+    assert "costs i" not in found  # a pair never spans two answers
+    common = learned.vocabulary([{"b", "a"}, {"b", "c"}, {"b", "a"}], size=2)
+    assert common == ("b", "a")
+
+
 def _values(**changes: object) -> dict[str, object]:
     """One dimension's weights in a model file of vectors of length 3, with `changes`."""
     return {"bias": 0, "mean": [0] * 3, "max": [0] * 3, "whole": [0] * 3, **changes}
@@ -221,10 +279,11 @@ def _values(**changes: object) -> dict[str, object]:
 
 def _model_file(tmp_path: Path, **changes: object) -> Path:
     data = {
-        "format": 2,
+        "format": 3,
         "size": 3,
         "threshold": 0.5,
         "hint": 0.3,
+        "vocabulary": [],
         "dimensions": {"values": _values(bias=0.1, mean=[0, 1, 2])},
     }
     data.update(changes)
@@ -276,6 +335,24 @@ def _model_file(tmp_path: Path, **changes: object) -> Path:
             {"dimensions": {"values": {"bias": 0, "mean": [0] * 3, "max": [0] * 3}}},
             "dimensions.values.whole",
             "list of 3 numbers",
+        ),
+        # A model made before the word model (format 2): retrain it.
+        ({"format": 2}, "format", "retrain"),
+        ({"vocabulary": "weekend"}, "vocabulary", "list of words"),
+        (
+            {"vocabulary": ["weekend", "my own"], "dimensions": {"values": _values(words=[1])}},
+            "dimensions.values.words",
+            "list of 2 numbers",
+        ),
+        (
+            {"vocabulary": ["weekend"], "dimensions": {"values": _values(words=[1])}},
+            "dimensions.values.words_bias",
+            "a number",
+        ),
+        (
+            {"dimensions": {"values": _values(words=[1], words_bias=0)}},
+            "dimensions.values.words",
+            "no vocabulary",
         ),
     ],
 )

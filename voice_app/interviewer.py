@@ -976,6 +976,14 @@ def learned_features(
     return features
 
 
+def learned_words(answers: Sequence[str]) -> frozenset[str]:
+    """The words and word pairs of a conversation that the learned judge's word model reads
+    (`voice_app.learned.grams` of the normalised answers). The training script fits on these."""
+    from voice_app.learned import grams
+
+    return grams([[token.text for token in _tokenize(text)[1]] for text in answers])
+
+
 def _learned_results(
     rules: QuestionRules,
     answers: Sequence[_Answer],
@@ -987,13 +995,16 @@ def _learned_results(
     spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
+    from voice_app.learned import grams
+
     whole = _whole_vector(answers, encoder)
+    words = model.word_features(grams([[t.text for t in answer.tokens] for answer in answers]))
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
         if not allowed:
             continue
-        probability = judge.probability(vectors[allowed], whole)
+        probability = judge.probability(vectors[allowed], whole, words)
         result = results[name]
         if result.present and probability < judge.veto:
             # A loose keyword the judge does not believe: a sign, not proof.

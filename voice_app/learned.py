@@ -7,11 +7,14 @@ and their vectors); the features of a conversation for one dimension are the mea
 elementwise maximum of its window vectors, leaving out windows that hold a negated keyword of
 that dimension ("we never measured it" is no result, however it sounds), and the vector of each
 whole answer, averaged over the caller's answers (what a window cannot see: how the parts of
-the story hang together). The output is the probability that a hiring manager would say the
-conversation shows the dimension. The model also says how the interviewer uses it
-(voice_app/interviewer.py): the probability at which a dimension the keywords missed counts
-(`threshold`) or is hinted (`hint`), each also per dimension where set, dimensions it may only
-hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
+the story hang together). Beside it a word model per dimension, a logistic regression over
+which of the training answers' commonest words and word pairs the conversation uses, reads the
+words themselves (what a sentence vector blurs: "the rota still runs", "in my own time"); the
+judge's log-odds are the two models' averaged. The output is the probability that a hiring
+manager would say the conversation shows the dimension. The model also says how the interviewer
+uses it (voice_app/interviewer.py): the probability at which a dimension the keywords missed
+counts (`threshold`) or is hinted (`hint`), each also per dimension where set, dimensions it may
+only hint (`hint_only`), and dimensions whose keyword hits it may overrule (`veto`).
 
 The model is data: a JSON file beside the question's rules file, named by its `[learned]` table,
 made by `scripts/train_rubric.py` from the labelled corpus in tests/corpus/ and checked on load.
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,7 +40,7 @@ import numpy.typing as npt
 from voice_app.errors import RulesError
 
 Floats = npt.NDArray[np.float64]
-FORMAT = 2  # 2: a `whole` weight vector beside `mean` and `max`
+FORMAT = 3  # 2: a `whole` weight vector beside `mean` and `max`; 3: the word model
 # L2 penalty on every weight but the bias. Chosen by leave-one-writer-out cross-validation
 # over 0.1, 0.3 and 1 (see scripts/bench_rubric.py); few answers per writer, keep weights small.
 RIDGE = 0.3
@@ -46,6 +51,13 @@ RIDGE = 0.3
 # on the twelve writers the keywords were not written on).
 THRESHOLD = 0.7
 HINT = 0.4
+# The word model: the WORDS words and word pairs found in most training answers, its own L2
+# penalty (one weight per word, far more than the vector model's features are worth), and the
+# share of its log-odds in the judge's. Chosen by leave-one-writer-out cross-validation over 38
+# writers (closing note of the round that added it): 1500 words, ridge 3, an even share.
+WORDS = 1500
+WORDS_RIDGE = 3.0
+WORDS_SHARE = 0.5
 FILE_KEY = "(file)"
 TRAIN = "scripts/train_rubric.py"
 _NEWTON_STEPS = 60
@@ -72,12 +84,26 @@ class DimensionModel:
     # The probability at which a dimension not shown counts as hinted, when it is not the model's
     # `hint`: low for a dimension whose absence is often misheard (a result said in plain words).
     hint: float | None = None
+    # The word model's weights, one per word of the model's `vocabulary`, and its bias; None in
+    # a model without a vocabulary.
+    words: Floats | None = None
+    words_bias: float = 0.0
 
-    def probability(self, windows: npt.NDArray[Any], whole: npt.NDArray[Any]) -> float:
-        """How likely a conversation shows the dimension, from its windows' vectors and its whole
-        answers' vector (`whole_vector`)."""
+    def probability(
+        self,
+        windows: npt.NDArray[Any],
+        whole: npt.NDArray[Any],
+        words: npt.NDArray[Any] | None = None,
+    ) -> float:
+        """How likely a conversation shows the dimension, from its windows' vectors, its whole
+        answers' vector (`whole_vector`) and, when the model has a word model, its word features
+        (`LearnedModel.word_features`)."""
         z = float(pool(windows, whole) @ np.concatenate([self.mean, self.max, self.whole]))
-        return float(1 / (1 + np.exp(-(z + self.bias))))
+        z += self.bias
+        if self.words is not None and words is not None:
+            heard = float(np.asarray(words, dtype=np.float64) @ self.words) + self.words_bias
+            z = (1 - WORDS_SHARE) * z + WORDS_SHARE * heard
+        return float(1 / (1 + np.exp(-z)))
 
     def window_scores(self, windows: npt.NDArray[Any]) -> Floats:
         """How much each window alone speaks for the dimension: picks the quote to show."""
@@ -94,6 +120,11 @@ class LearnedModel:
     # At or above (and below threshold): hinted, asked about after the surely missing ones.
     hint: float = HINT
     trained_on: str = ""  # what the model was fitted on, for whoever reads the file
+    vocabulary: tuple[str, ...] = ()  # the word model's words and word pairs; () for none
+
+    def word_features(self, found: Collection[str]) -> Floats:
+        """The word model's features of a conversation whose `grams` are `found`."""
+        return word_vector(found, self.vocabulary)
 
     def threshold_of(self, name: str) -> float:
         """The probability at or above which the judge alone shows dimension `name`."""
@@ -104,6 +135,28 @@ class LearnedModel:
         """The probability at or above which dimension `name`, not shown, is hinted."""
         own = self.dimensions[name].hint
         return self.hint if own is None else own
+
+
+def grams(answers: Sequence[Sequence[str]]) -> frozenset[str]:
+    """The words and the pairs of adjacent words (joined by a space) of a conversation's answers,
+    each answer given as its normalised words."""
+    found: set[str] = set()
+    for words in answers:
+        found.update(words)
+        found.update(f"{a} {b}" for a, b in pairwise(words))
+    return frozenset(found)
+
+
+def vocabulary(conversations: Sequence[Collection[str]], size: int = WORDS) -> tuple[str, ...]:
+    """The `size` grams found in most of the conversations (ties in alphabetical order)."""
+    counts = Counter(gram for found in conversations for gram in found)
+    return tuple(sorted(counts, key=lambda gram: (-counts[gram], gram))[:size])
+
+
+def word_vector(found: Collection[str], words: Sequence[str]) -> Floats:
+    """1 for each of `words` in `found`, 0 for the others, scaled to length 1 (or all 0)."""
+    vector = np.array([gram in found for gram in words], dtype=np.float64)
+    return vector / max(1.0, float(np.sqrt(vector.sum())))
 
 
 def whole_vector(answers: npt.NDArray[Any]) -> Floats:
@@ -131,7 +184,24 @@ def fit_dimension(
     threshold: float | None = None,
     hint: float | None = None,
 ) -> DimensionModel:
-    """Logistic regression by Newton's method with an L2 penalty (deterministic)."""
+    """The vector model of one dimension (see `logistic`); the word model is added by `fit`."""
+    w = logistic(features, shows, ridge)
+    size = (len(w) - 1) // 3
+    return DimensionModel(
+        w[:size],
+        w[size : 2 * size],
+        w[2 * size : -1],
+        float(w[-1]),
+        hint_only,
+        veto,
+        threshold,
+        hint,
+    )
+
+
+def logistic(features: Sequence[Floats], shows: Sequence[bool], ridge: float) -> Floats:
+    """Logistic regression by Newton's method with an L2 penalty (deterministic): the weights of
+    the features, then the bias."""
     x = np.array(features, dtype=np.float64)
     y = np.array(shows, dtype=np.float64)
     x = np.hstack([x, np.ones((len(x), 1))])
@@ -147,17 +217,7 @@ def fit_dimension(
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    size = (width - 1) // 3
-    return DimensionModel(
-        w[:size],
-        w[size : 2 * size],
-        w[2 * size : -1],
-        float(w[-1]),
-        hint_only,
-        veto,
-        threshold,
-        hint,
-    )
+    return w
 
 
 def fit(
@@ -171,14 +231,19 @@ def fit(
     vetoes: Mapping[str, float] = MappingProxyType({}),
     thresholds: Mapping[str, float] = MappingProxyType({}),
     hints: Mapping[str, float] = MappingProxyType({}),
+    found: Sequence[Collection[str]] | None = None,
 ) -> LearnedModel:
     """A model for each of `names`, from each answer's pooled features and its labels; those in
     `hint_only` only ever hint, `vetoes` sets a dimension's `veto`, `thresholds` and `hints` its
-    own `threshold` and `hint`.
+    own `threshold` and `hint`. With `found`, each answer's `grams`, each dimension also gets a
+    word model over the WORDS commonest grams.
 
     `rows[i][name]` is None when every window of answer i was vetoed for that dimension: such an
-    answer teaches that dimension nothing and is left out of its fit.
+    answer teaches that dimension nothing and is left out of its vector model's fit (not of the
+    word model's: a negated word is a word too).
     """
+    words = vocabulary(found) if found is not None else ()
+    word_rows = [word_vector(gram_set, words) for gram_set in found] if found is not None else []
     dimensions: dict[str, DimensionModel] = {}
     size = 0
     for name in names:
@@ -187,7 +252,7 @@ def fit(
         if not kept:
             continue
         size = len(kept[0][0]) // 3
-        dimensions[name] = fit_dimension(
+        model = fit_dimension(
             [f for f, _ in kept],
             [s for _, s in kept],
             ridge,
@@ -196,7 +261,11 @@ def fit(
             thresholds.get(name),
             hints.get(name),
         )
-    return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on)
+        if words:
+            w = logistic(word_rows, [name in shown for shown in labels], WORDS_RIDGE)
+            model = replace(model, words=w[:-1], words_bias=float(w[-1]))
+        dimensions[name] = model
+    return LearnedModel(MappingProxyType(dimensions), size, trained_on=trained_on, vocabulary=words)
 
 
 def dump_model(model: LearnedModel, path: Path) -> None:
@@ -216,7 +285,11 @@ def dump_model(model: LearnedModel, path: Path) -> None:
             out["threshold"] = d.threshold
         if d.hint is not None:
             out["hint"] = d.hint
-        return {**out, "mean": numbers(d.mean), "max": numbers(d.max), "whole": numbers(d.whole)}
+        out = {**out, "mean": numbers(d.mean), "max": numbers(d.max), "whole": numbers(d.whole)}
+        if d.words is not None:
+            out["words_bias"] = float(f"{d.words_bias:.6g}")
+            out["words"] = numbers(d.words)
+        return out
 
     data = {
         "format": FORMAT,
@@ -224,11 +297,14 @@ def dump_model(model: LearnedModel, path: Path) -> None:
         "size": model.size,
         "threshold": model.threshold,
         "hint": model.hint,
+        "vocabulary": list(model.vocabulary),
         "dimensions": {name: dimension(d) for name, d in model.dimensions.items()},
     }
-    # Indented JSON, with each list of numbers put back on one line.
+    # Indented JSON, with each list of numbers or of words put back on one line.
     text = re.sub(
-        r"\[[-+0-9.eE,\s]*\]", lambda m: json.dumps(json.loads(m[0])), json.dumps(data, indent=1)
+        r'\[(?:[-+0-9.eE,\s]|"[^"\\]*")*\]',
+        lambda m: json.dumps(json.loads(m[0])),
+        json.dumps(data, indent=1),
     )
     path.write_text(text + "\n", encoding="utf-8")
 
@@ -263,6 +339,9 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
     assert isinstance(threshold, (int, float)) and isinstance(hint, (int, float))
     if hint > threshold:
         raise RulesError(where, "hint", f"is above threshold ({threshold}); hints come below it")
+    words = data.get("vocabulary")
+    if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+        raise RulesError(where, "vocabulary", f"must be a list of words and word pairs ({TRAIN})")
     table = data.get("dimensions")
     if not isinstance(table, dict) or not table:
         raise RulesError(where, "dimensions", "must map dimension names to their weights")
@@ -305,6 +384,7 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
             raise RulesError(
                 where, f"{key}.veto", f"must be a probability from 0 up to threshold ({shows_at})"
             )
+        word_weights = _word_weights(where, key, weights, len(words))
         dimensions[name] = DimensionModel(
             vectors["mean"],
             vectors["max"],
@@ -314,6 +394,8 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
             float(veto),
             None if own is None else float(own),
             None if own_hint is None else float(own_hint),
+            None if word_weights is None else word_weights[0],
+            0.0 if word_weights is None else word_weights[1],
         )
     return LearnedModel(
         MappingProxyType(dimensions),
@@ -321,4 +403,22 @@ def load_model(path: Path, dimension_names: Collection[str]) -> LearnedModel:
         float(threshold),
         float(hint),
         str(data.get("trained_on", "")),
+        tuple(words),
     )
+
+
+def _word_weights(
+    where: str, key: str, weights: Mapping[str, Any], count: int
+) -> tuple[Floats, float] | None:
+    """A dimension's word model as read from its file entry: one weight per vocabulary word and
+    a bias, or None when the model has no vocabulary."""
+    values, bias = weights.get("words"), weights.get("words_bias")
+    if not count:
+        if values is not None:
+            raise RulesError(where, f"{key}.words", "is set but the model has no vocabulary")
+        return None
+    if not isinstance(values, list) or len(values) != count or not all(map(_number, values)):
+        raise RulesError(where, f"{key}.words", f"must be a list of {count} numbers (one a word)")
+    if not isinstance(bias, (int, float)) or isinstance(bias, bool):
+        raise RulesError(where, f"{key}.words_bias", "must be a number")
+    return np.array(values, dtype=np.float64), float(bias)
