@@ -64,6 +64,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,9 +202,11 @@ def fit_learned(
     rows: Rows,
     ridge: float = learned.RIDGE,
     trained_on: str = "",
+    words: bool = True,
 ) -> QuestionRules:
     """The rules with a learned judge of every dimension fitted on `corpus` (those in HINT_ONLY
-    only hint; VETOES, THRESHOLDS and HINTS as set there)."""
+    only hint; VETOES, THRESHOLDS and HINTS as set there), without its word model if not
+    `words`."""
     model = learned.fit(
         [rows(item.text) for item in corpus],
         [item.shows for item in corpus],
@@ -214,9 +217,30 @@ def fit_learned(
         vetoes=VETOES,
         thresholds=THRESHOLDS,
         hints=HINTS,
-        found=[_words_of(item.text) for item in corpus],
+        found=[_words_of(item.text) for item in corpus] if words else None,
     )
     return replace(rules, learned=model)
+
+
+def with_words_of(rules: QuestionRules, donor: QuestionRules) -> QuestionRules:
+    """`rules`' learned judge with the word model of `donor`'s (fitted on the same answers): the
+    word model does not depend on the vector model's ridge, so it is fitted once per fold."""
+    if rules.learned is None or donor.learned is None:
+        raise ValueError("with_words_of needs two learned judges (see fit_learned)")
+    dimensions = {
+        name: replace(
+            model,
+            words=donor.learned.dimensions[name].words,
+            words_bias=donor.learned.dimensions[name].words_bias,
+        )
+        for name, model in rules.learned.dimensions.items()
+    }
+    judge = replace(
+        rules.learned,
+        dimensions=MappingProxyType(dimensions),
+        vocabulary=donor.learned.vocabulary,
+    )
+    return replace(rules, learned=judge)
 
 
 def load_corpus(question: str, split: str) -> list[Labelled]:
@@ -558,11 +582,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             fold = {"rules": evaluate(System(current), held)}
             pruned, dropped[writer] = prune_unseen(keywords, others, held)
             fold["pruned-kw"] = evaluate(System(pruned), held)
+            shipped = fit_learned(current, others, rows)
+            fold["learned"] = evaluate(System(shipped, encoder), held)
             for ridge in RIDGES:
-                label = "learned" if ridge == learned.RIDGE else f"learned@{ridge:g}"
-                fold[label] = evaluate(
-                    System(fit_learned(current, others, rows, ridge), encoder), held
-                )
+                if ridge != learned.RIDGE:
+                    # Only the vector model's ridge varies: its word model is the shipped one's.
+                    other = fit_learned(current, others, rows, ridge, words=False)
+                    fold[f"learned@{ridge:g}"] = evaluate(
+                        System(with_words_of(other, shipped), encoder), held
+                    )
             folds[writer] = fold
 
     lines = [f"### {args.question}", ""]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +202,30 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
     ]
     assert bench.writer_of("accomplishment", "dev") == bench.writer_of("accomplishment", "heldout")
     assert len({bench.writer_of("accomplishment", split) for split in found}) == 39
+
+
+class _WordCountEncoder:
+    """A stand-in sentence model whose vectors differ from text to text: letter counts."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = [[text.count(letter) + 1.0 for letter in "aeiourst"] for text in texts]
+        vectors = np.array(rows, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_ridge_variant_with_the_shipped_word_model_is_what_a_full_fit_at_that_ridge_gives(
+    bench: ModuleType,
+) -> None:
+    # The benchmark fits the word model once per fold and lends it to the other ridges' judges.
+    rules = bench.load_question("accomplishment")
+    corpus = bench.load_corpus("accomplishment", "dev")
+    rows = bench.rows_of(rules, _WordCountEncoder())
+    full = bench.fit_learned(rules, corpus, rows, 1.0).learned
+    shipped = bench.fit_learned(rules, corpus, rows)
+    lent = bench.with_words_of(bench.fit_learned(rules, corpus, rows, 1.0, words=False), shipped)
+    lent = lent.learned
+    assert lent.vocabulary == full.vocabulary and lent.vocabulary
+    for name, model in full.dimensions.items():
+        other = lent.dimensions[name]
+        assert np.allclose(other.words, model.words) and other.words_bias == model.words_bias
+        assert np.allclose(other.mean, model.mean) and other.bias == model.bias
