@@ -979,9 +979,14 @@ def learned_features(
 def learned_words(answers: Sequence[str]) -> frozenset[str]:
     """The words and word pairs of a conversation that the learned judge's word model reads
     (`voice_app.learned.grams` of the normalised answers). The training script fits on these."""
+    return _grams_of(_tokenize(text)[1] for text in answers)
+
+
+def _grams_of(answers: Iterable[Sequence[_Token]]) -> frozenset[str]:
+    """`voice_app.learned.grams` of answers given as their normalised tokens."""
     from voice_app.learned import grams
 
-    return grams([[token.text for token in _tokenize(text)[1]] for text in answers])
+    return grams([[token.text for token in tokens] for tokens in answers])
 
 
 def _learned_results(
@@ -995,10 +1000,8 @@ def _learned_results(
     spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
-    from voice_app.learned import grams
-
     whole = _whole_vector(answers, encoder)
-    words = model.word_features(grams([[t.text for t in answer.tokens] for answer in answers]))
+    words = model.word_features(_grams_of(answer.tokens for answer in answers))
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
