@@ -583,14 +583,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             pruned, dropped[writer] = prune_unseen(keywords, others, held)
             fold["pruned-kw"] = evaluate(System(pruned), held)
             shipped = fit_learned(current, others, rows)
-            fold["learned"] = evaluate(System(shipped, encoder), held)
             for ridge in RIDGES:
+                judged = shipped
                 if ridge != learned.RIDGE:
                     # Only the vector model's ridge varies: its word model is the shipped one's.
                     other = fit_learned(current, others, rows, ridge, words=False)
-                    fold[f"learned@{ridge:g}"] = evaluate(
-                        System(with_words_of(other, shipped), encoder), held
-                    )
+                    judged = with_words_of(other, shipped)
+                label = "learned" if ridge == learned.RIDGE else f"learned@{ridge:g}"
+                fold[label] = evaluate(System(judged, encoder), held)
             folds[writer] = fold
 
     lines = [f"### {args.question}", ""]
