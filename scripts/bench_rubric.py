@@ -99,22 +99,37 @@ DEFAULT = "current"
 # do" first. reflection: the keywords are surer (leave-one-writer-out over 30 writers: F1 0.909
 # with the judge hinting, 0.892 with it also showing; follow-up right unchanged at 92.6 %).
 HINT_ONLY = ("contribution", "reflection")
-# Keyword hits that count only with the judge's probability at least this: context's keywords are
-# loose cues ("because", "for years", "late") that sound like background without giving it.
-# Chosen by leave-one-writer-out cross-validation (0 / 0.1 / 0.2 / 0.3 / 0.5 tried; 0.3 raised
-# context's F1 on the writers the keywords were written on and on those they were not).
-# helping_others: a named person and a keyword can still be no help given ("my manager sat with
-# me"); over 35 writers 0.1 took helping_others from 0.904 to 0.908 (better for 13 writers,
-# worse for 3; 0.05-0.15 alike).
-VETOES = {"context": 0.3, "helping_others": 0.1}
-# The probability at which the judge alone shows a dimension, where it is not learned.THRESHOLD:
-# company_goals is over-credited (an aim, a customer's wish or a personal target sounds like an
-# organisation's goal). Leave-one-writer-out over 35 writers: F1 0.896 at 0.7, 0.907 at 0.85
-# (better for 22 writers, worse for 8), 0.907 at 0.9, 0.896 with the judge only hinting.
-# above_and_beyond is over-credited too (a long shift or a hard week sounds like going beyond):
-# over 37 writers, with the whole-answer vector, F1 0.864 at 0.7, 0.880 at 0.8 (better for 26
-# writers, worse for 8), 0.880 at 0.85, 0.882 at 0.9; follow-up right unchanged at 95.0 %.
-THRESHOLDS = {"company_goals": 0.85, "above_and_beyond": 0.8}
+# Keyword hits that count only with the judge's probability at least this (hinted instead), and
+# the probability at which the judge alone shows a dimension, where it is not learned.THRESHOLD.
+# Keywords are loose cues: "because" or "for years" sound like background without giving it
+# (context), "my manager sat with me" names a person and no help given (helping_others), "i
+# learned to drive" is no reflection; an aim or a customer's wish sounds like an organisation's
+# goal, a long shift like going beyond. Both were set one dimension at a time until the judge read
+# words as well as sentence vectors (context 0.3 and helping_others 0.1; company_goals 0.85 and
+# above_and_beyond 0.8); with the word model the judge is surer, and both were chosen again per
+# dimension, vetoes first (0 to 0.6), then thresholds (0.5 to 0.95), each for every writer on
+# the 37 others (an offline harness over 38 writers, before blind split 10 joined; all but a few
+# writers' choices the same as here): macro F1 0.897 -> 0.904, follow-up right 95.3 -> 95.8 %
+# (better for 18 writers, worse for 5); results 0.845 -> 0.850, contribution 0.935 -> 0.938,
+# values 0.896 -> 0.904, context 0.883 -> 0.901, reflection 0.915 -> 0.921, company_goals 0.907
+# -> 0.915, helping_others 0.912 -> 0.921, above_and_beyond 0.880 -> 0.883. company_goals's
+# threshold is learned.THRESHOLD again.
+VETOES = {
+    "results": 0.25,
+    "contribution": 0.2,
+    "values": 0.1,
+    "context": 0.5,
+    "reflection": 0.15,
+    "company_goals": 0.1,
+    "helping_others": 0.2,
+}
+THRESHOLDS = {
+    "results": 0.65,
+    "values": 0.65,
+    "context": 0.55,
+    "helping_others": 0.55,
+    "above_and_beyond": 0.75,
+}
 # The probability at which a dimension not shown is hinted (asked about after the surely missing
 # ones), where it is not learned.HINT. A first follow-up about something the caller said is the
 # worst one, and most of those ask for a result told in plain words ("now he's my sous chef").

@@ -391,13 +391,21 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
     hinting = [n for n, d in rules.learned.dimensions.items() if d.hint_only]
     assert hinting == ["contribution", "reflection"]
     assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {
-        "context": 0.3,
-        "helping_others": 0.1,
+        "results": 0.25,
+        "contribution": 0.2,
+        "values": 0.1,
+        "context": 0.5,
+        "reflection": 0.15,
+        "company_goals": 0.1,
+        "helping_others": 0.2,
     }
     assert {n: rules.learned.threshold_of(n) for n in rules.learned.dimensions} == {
         **{n: rules.learned.threshold for n in rules.learned.dimensions},
-        "company_goals": 0.85,
-        "above_and_beyond": 0.8,
+        "results": 0.65,
+        "values": 0.65,
+        "context": 0.55,
+        "helping_others": 0.55,
+        "above_and_beyond": 0.75,
     }
     assert {n: rules.learned.hint_of(n) for n in rules.learned.dimensions} == {
         **{n: rules.learned.hint for n in rules.learned.dimensions},

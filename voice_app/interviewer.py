@@ -30,8 +30,8 @@ A question with a learned judge (voice_app/learned.py) uses it instead of the ex
 same vetoes: a dimension the keywords missed counts when its probability reaches the model's
 threshold, and is hinted above the model's hint (or the dimension's own threshold and hint, where
 the model sets them); a `hint_only` dimension (contribution) is never shown by the judge, only
-hinted; a dimension with a `veto` (context) loses a keyword hit whose probability stays below it
-(hinted instead).
+hinted; a dimension with a `veto` loses a keyword hit whose probability stays below it (hinted
+instead), unless its keywords were heard in three separate places.
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
@@ -247,6 +247,11 @@ _EXPLAINING_CUES = (
 )
 _TYPED_ACRONYM = re.compile(r"[A-Z][A-Z0-9]*[A-Z0-9](?:s)?|[A-Z][a-z]?\d+[a-z]*")
 _EVIDENCE_PER_DIMENSION = 3
+# Keywords heard in this many separate places stand against the learned judge's veto: one loose
+# cue can mislead, three rarely do ("when i joined the store as a manager", "the problem was
+# staff turnover"...). Leave-one-writer-out over 38 writers (offline harness): macro F1 the
+# same, 0.904, follow-up right 95.81 -> 95.85 %; at two places, context's F1 falls 0.901 -> 0.896.
+_UNVETOED = _EVIDENCE_PER_DIMENSION
 
 _NUMBER_WORDS = [
     "zero",
@@ -1009,7 +1014,7 @@ def _learned_results(
             continue
         probability = judge.probability(vectors[allowed], whole, words)
         result = results[name]
-        if result.present and probability < judge.veto:
+        if result.present and probability < judge.veto and len(result.evidence) < _UNVETOED:
             # A loose keyword the judge does not believe: a sign, not proof.
             out[name] = DimensionResult(False, (), True, probability=probability)
         elif result.present:

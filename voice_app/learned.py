@@ -76,11 +76,12 @@ class DimensionModel:
     # Its probability only orders the follow-ups, never counts as shown: for a dimension a
     # sentence vector cannot see ("I rebuilt it" and "we rebuilt it" are the same to it).
     hint_only: bool = False
-    # A keyword hit with a probability below this does not count (only hints): for a dimension
-    # whose keywords are loose cues ("because", "for years" for the background). 0: never.
+    # A keyword hit with a probability below this does not count (only hints): keywords are cues,
+    # some loose ("because", "for years" for the background). 0: never.
     veto: float = 0.0
     # The probability at which the judge alone shows this dimension, when it is not the model's
-    # `threshold`: for a dimension the judge over-credits (an aim heard as an organisation's goal).
+    # `threshold`: higher where the judge over-credits (a long shift heard as going beyond), lower
+    # where it is surer.
     threshold: float | None = None
     # The probability at which a dimension not shown counts as hinted, when it is not the model's
     # `hint`: low for a dimension whose absence is often misheard (a result said in plain words).
