@@ -264,6 +264,31 @@ def test_the_word_model_hears_a_word_the_sentence_vectors_do_not(
     assert chance(again, weekend) == pytest.approx(chance(judged.learned, weekend), abs=1e-4)
 
 
+def test_a_veto_overrules_one_doubted_keyword_but_not_keywords_heard_in_three_places(
+    rules: QuestionRules,
+) -> None:
+    # A judge that doubts every context keyword (veto 1.0): one loose cue is overruled and only
+    # hinted; the background told three times over is not.
+    corpus = [(t, {"context"}) for t in BEYOND] + [(t, set()) for t in PLAIN]
+    model = learned.fit(
+        [learned_features(rules, [text], FlatEncoder()) for text, _ in corpus],
+        [shows for _, shows in corpus],
+        ["context"],
+        vetoes={"context": 1.0},
+    )
+    judged = replace(rules, learned=model)
+    once = "the problem was staff turnover at the store"
+    thrice = (
+        "when i joined the store as a manager the problem was staff turnover was fifty percent "
+        "and turnover dropped to fifteen percent"
+    )
+    for text, quotes in ((once, 1), (thrice, 3)):
+        assert len(analyze(rules, [text]).dimensions["context"].evidence) == quotes
+    overruled = analyze(judged, [once], FlatEncoder()).dimensions["context"]
+    assert not overruled.present and overruled.hinted
+    assert analyze(judged, [thrice], FlatEncoder()).dimensions["context"].present
+
+
 def test_the_word_model_reads_words_and_word_pairs_commonest_first() -> None:
     found = learned.grams([["we", "cut", "costs"], ["i", "cut", "it"]])
     assert {"cut", "cut costs", "we cut", "i cut", "cut it"} <= found
