@@ -153,7 +153,7 @@ def test_errors_of_the_sealed_split_are_refused(
 @pytest.mark.parametrize(
     ("split", "count"),
     [("blind1", 48), ("blind2", 72), ("blind3", 90)]
-    + [(f"blind{n}", 100) for n in (4, 5, 6, 7, 8, 9, 10, 11, 12)]
+    + [(f"blind{n}", 100) for n in range(4, 13)]
     + [(w, 80) for w in WRITERS],
 )
 def test_the_retired_blind_splits_and_the_writers_are_tuning_data(split: str, count: int) -> None:
