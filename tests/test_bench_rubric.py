@@ -23,6 +23,7 @@ WRITERS = (
     *("wj", "wk", "wq", "wv", "wx", "wy"),
     *("ww", "wz", "w2", "w3"),
     *("w4", "w5", "w6", "w7"),
+    *("w8", "w9", "w10", "w11"),
 )
 
 
@@ -202,7 +203,7 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
         *sorted(WRITERS),
     ]
     assert bench.writer_of("accomplishment", "dev") == bench.writer_of("accomplishment", "heldout")
-    assert len({bench.writer_of("accomplishment", split) for split in found}) == 46
+    assert len({bench.writer_of("accomplishment", split) for split in found}) == 50
 
 
 class _WordCountEncoder:
