@@ -568,9 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Split {SEALED} skipped: {corpus_path(args.question, SEALED).name} "
             "does not exist (yet)."
         )
-    notes += [
-        f"Split {split} not run (left out of --splits)." for split in known if split not in splits
-    ]
+    left_out = [split for split in known if split not in splits]
+    if left_out:
+        notes.append(f"Not run (left out of --splits): {', '.join(left_out)}.")
     corpora = {split: load_corpus(args.question, split) for split in splits}
     tuning = [s for s in splits if s != SEALED]
     writers: dict[str, list[str]] = {}
