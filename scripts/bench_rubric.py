@@ -5,7 +5,7 @@ corpus in tests/corpus/, for each split, against baselines run in the same proce
         [--errors SPLIT] [--splits SPLIT ...] [--fit] [--out benchmarks/rubric.md]
 
 Splits: every tests/corpus/<question>_<split>.toml is a tuning split (dev, heldout, blind1 to
-blind13 and the writers' splits for the accomplishment question; see
+blind14 and the writers' splits for the accomplishment question; see
 tests/corpus/README.md), except `blind`, the sealed split of the day: reported per dimension,
 never answer by answer, when its file exists, skipped with a note otherwise. With
 <question>_<split>_second_labeller.toml beside a split, a second labeller's agreement with its
@@ -88,7 +88,7 @@ CORPUS_DIR = ROOT / "tests" / "corpus"
 SEALED = "blind"
 # Tuning splits are every other <question>_<split>.toml in CORPUS_DIR; these come first, in this
 # order (the history of the corpus), the rest after them by name.
-FIRST_SPLITS = ("dev", "heldout", *(f"blind{n}" for n in range(1, 14)))
+FIRST_SPLITS = ("dev", "heldout", *(f"blind{n}" for n in range(1, 15)))
 SECOND_LABELLER = "_second_labeller"
 F1_GOAL = 0.90
 FOLLOW_UP_GOAL = 0.95
