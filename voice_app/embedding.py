@@ -150,7 +150,6 @@ class MiniLMEncoder:
         self.tokenizer.enable_truncation(max_length)
         self.load_seconds = time.perf_counter() - started
         self.model_dir = model_dir
-        self.model_dir = model_dir
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Unit-length sentence vectors, one row per text."""
