@@ -100,12 +100,16 @@ class DimensionModel:
         """How likely a conversation shows the dimension, from its windows' vectors, its whole
         answers' vector (`whole_vector`) and, when the model has a word model, its word features
         (`LearnedModel.word_features`)."""
-        z = float(pool(windows, whole) @ np.concatenate([self.mean, self.max, self.whole]))
-        z += self.bias
+        return float(1 / (1 + np.exp(-self.log_odds(pool(windows, whole), words))))
+
+    def log_odds(self, features: npt.NDArray[Any], words: npt.NDArray[Any] | None = None) -> float:
+        """The judge's log-odds from a conversation's pooled vector features (`pool`) and, when
+        the model has a word model, its word features."""
+        z = float(features @ np.concatenate([self.mean, self.max, self.whole])) + self.bias
         if self.words is not None and words is not None:
             heard = float(np.asarray(words, dtype=np.float64) @ self.words) + self.words_bias
             z = (1 - WORDS_SHARE) * z + WORDS_SHARE * heard
-        return float(1 / (1 + np.exp(-z)))
+        return z
 
     def window_scores(self, windows: npt.NDArray[Any]) -> Floats:
         """How much each window alone speaks for the dimension: picks the quote to show."""
