@@ -211,27 +211,26 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
     assert len({bench.writer_of("accomplishment", split) for split in found}) == 51
 
 
+@pytest.mark.parametrize("number", [15, 16])
 def test_a_sealed_split_waiting_for_its_round_is_whole_and_no_tuning_data(
-    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, number: int
 ) -> None:
     # Checked by counts and ids only: a failure here must not print the answers' text.
     monkeypatch.setattr(bench, "CORPUS_DIR", ROOT / "tests/corpus")
     sealed = ROOT / "tests/corpus/sealed"
-    answers = tomllib.loads(
-        gzip.decompress((sealed / "accomplishment_blind15.toml.gz").read_bytes()).decode()
-    )
-    second = tomllib.loads(
-        gzip.decompress(
-            (sealed / "accomplishment_blind15_second_labeller.toml.gz").read_bytes()
-        ).decode()
+    answers, second = (
+        tomllib.loads(gzip.decompress((sealed / name).read_bytes()).decode())
+        for name in (
+            f"accomplishment_blind{number}.toml.gz",
+            f"accomplishment_blind{number}_second_labeller.toml.gz",
+        )
     )
     ids = [item["id"] for item in answers["answers"]]
-    assert (answers["writer"], len(ids), len(set(ids))) == ("s15", 100, 100)
+    assert (answers["writer"], len(ids), len(set(ids))) == (f"s{number}", 100, 100)
     same_ids = [item["id"] for item in second["answers"]] == ids
     assert same_ids, "the second labeller's file lists other answers"
-    assert "s15" not in {
-        bench.writer_of("accomplishment", s) for s in bench.tuning_splits("accomplishment")
-    }
+    tuning = {bench.writer_of("accomplishment", s) for s in bench.tuning_splits("accomplishment")}
+    assert f"s{number}" not in tuning
 
 
 class _WordCountEncoder:
