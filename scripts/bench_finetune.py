@@ -8,8 +8,8 @@ Needs torch (not a dependency of the app: `.venv/bin/pip install torch`; the CPU
 The learned judge (voice_app/learned.py) reads vectors of all-MiniLM-L6-v2 as it was published:
 its results and above_and_beyond stay under the goal however its reader is built (logistic
 regression, a hidden layer, windows scored alone: README, Rubric benchmark). This measures the
-other lever, on writers no system here was fitted on: the answers of the eleven writers whose
-splits were once the sealed split (blind4 to blind14) are the test set; every other tuning
+other lever, on writers no system here was fitted on: the answers of the eleven writers of blind
+splits 4 to 14 (each across all fields, 100 answers) are the test set; every other tuning
 writer's answers are the training set. Run in the same process, on the same split:
 
 - `judge now`: the shipped learned judge (vector and word models, fitted as
