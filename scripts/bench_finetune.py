@@ -59,7 +59,7 @@ from bench_rubric import (  # noqa: E402
 )
 
 from voice_app.config import load_settings  # noqa: E402
-from voice_app.embedding import MiniLMEncoder, load_encoder, model_dir_of  # noqa: E402
+from voice_app.embedding import MiniLMEncoder, load_encoder  # noqa: E402
 from voice_app.learned import RIDGE, LearnedModel, logistic  # noqa: E402
 from voice_app.rules import load_question  # noqa: E402
 
@@ -88,18 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rules = load_question(QUESTION, with_model=False)
     encoder = load_encoder(load_settings({"semantic": True}))
-    folder = model_dir_of(encoder) if encoder is not None else None
-    if encoder is None or folder is None:
+    # The encoder the judge uses, under its cache: the torch copy is made from its weights.
+    numpy_model = getattr(encoder, "inner", None)
+    if encoder is None or not isinstance(numpy_model, MiniLMEncoder):
         sys.exit("The sentence model is missing: run scripts/install.sh.")
-    numpy_model = MiniLMEncoder(folder)
     names = list(rules.probe_order)
     train: list[Labelled] = []
     test: list[Labelled] = []
-    test_writers = {writer_of(QUESTION, split) for split in TEST_SPLITS}
-    splits = tuning_splits(QUESTION)
-    if args.quick:
-        test_writers = {writer_of(QUESTION, split) for split in TEST_SPLITS[:2]}
-        splits = [s for s in splits if s in TEST_SPLITS[:2]] + ["wa", "wb"]
+    wanted = TEST_SPLITS[:2] if args.quick else TEST_SPLITS
+    test_writers = {writer_of(QUESTION, split) for split in wanted}
+    splits = [*wanted, "wa", "wb"] if args.quick else tuning_splits(QUESTION)
     train_writers: set[str] = set()
     test_splits: list[str] = []
     for split in splits:
@@ -133,13 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = bert.layers - args.top
     states = bert.states([item.text for item in train + test], start)
     with torch.no_grad():
-        mine = bert.pooled(states[:8], start).numpy()
-    difference = float(np.abs(mine - numpy_model.encode([item.text for item in train[:8]])).max())
-    print(f"torch model against the numpy encoder: largest difference {difference:.1e}", flush=True)
-    with torch.no_grad():
         frozen = np.concatenate(
             [bert.pooled(states[i : i + 64], start).numpy() for i in range(0, len(states), 64)]
         )
+    difference = float(np.abs(frozen[:8] - numpy_model.encode([a.text for a in train[:8]])).max())
+    print(f"torch model against the numpy encoder: largest difference {difference:.1e}", flush=True)
     frozen_z = np.column_stack(
         [
             _logistic_log_odds(frozen[: len(train)], y_train[:, d], frozen[len(train) :])
