@@ -321,47 +321,55 @@ class _TorchBert:
         epochs: int,
         lr: float,
     ) -> tuple[np.ndarray, float]:
-        """Train the head and copies of the layers from `start` on, on the first len(y_train)
-        states (taken after layer `start`); the log-odds of the rest (the test answers), and the
+        """Train on the first len(y_train) states (see `train`); the log-odds of the rest (the
+        test answers), and the seconds training took."""
+        n_train = len(y_train)
+        layers, head, seconds = self.train(states[:n_train], start, y_train, epochs, lr)
+        with torch.no_grad():
+            test = states[n_train:]
+            z = torch.cat(
+                [
+                    head(self.pooled(test[i : i + 64], start, layers) * SCALE)
+                    for i in range(0, len(test), 64)
+                ]
+            )
+        return z.numpy().astype(np.float64), seconds
+
+    def train(
+        self, states: Sequence[Any], start: int, labels: np.ndarray, epochs: int, lr: float
+    ) -> tuple[list[dict[str, Any]], Any, float]:
+        """Train a linear head and copies of the layers from `start` on, on states taken after
+        layer `start` and their labels (one column per dimension): the trained layers (each a
+        dict of weights, stored for x @ W like voice_app/embedding.py's), the head, and the
         seconds it took."""
         torch.manual_seed(SEED)
-        n_train = len(y_train)
         layers = [
             {k: v.clone().requires_grad_(True) for k, v in self._params(i).items()}
             for i in range(start, self.layers)
         ]
-        head = torch.nn.Linear(int(states[0].shape[1]), y_train.shape[1])
+        head = torch.nn.Linear(int(states[0].shape[1]), labels.shape[1])
         groups: list[dict[str, Any]] = [
             {"params": list(head.parameters()), "lr": HEAD_LR},
             {"params": [v for p in layers for v in p.values()], "lr": lr},
         ]
         optimiser = torch.optim.AdamW(groups, weight_decay=0.01)
-        labels = torch.tensor(y_train)
+        truth = torch.tensor(labels)
         rng = np.random.default_rng(SEED)
         began = time.perf_counter()
-
-        def vectors(batch: Sequence[int]) -> Any:
-            return self.pooled([states[i] for i in batch], start, layers)
-
         for _ in range(epochs):
-            order = rng.permutation(n_train)
-            for chunk in range(0, n_train, 256):  # batches of like length, chunks in random order
+            order = rng.permutation(len(states))
+            for chunk in range(0, len(states), 256):  # batches of like length, chunks shuffled
                 block = sorted(order[chunk : chunk + 256], key=lambda i: states[i].shape[0])
                 for b in range(0, len(block), BATCH):
                     batch = block[b : b + BATCH]
-                    logits = head(vectors(batch) * SCALE)
+                    vectors = self.pooled([states[i] for i in batch], start, layers)
                     loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                        logits, labels[batch]
+                        head(vectors * SCALE), truth[batch]
                     )
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
-        with torch.no_grad():
-            test = list(range(n_train, len(states)))
-            z = torch.cat(
-                [head(vectors(test[i : i + 64]) * SCALE) for i in range(0, len(test), 64)]
-            )
-        return z.numpy().astype(np.float64), time.perf_counter() - began
+        return layers, head, time.perf_counter() - began
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ the numbers against reference embeddings made once with sentence-transformers it
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -23,7 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,6 +151,14 @@ class MiniLMEncoder:
         self.tokenizer.enable_truncation(max_length)
         self.load_seconds = time.perf_counter() - started
         self.model_dir = model_dir
+
+    def with_weights(self, replaced: Mapping[str, Any]) -> MiniLMEncoder:
+        """The same model (tokenizer and all other weights shared) with `replaced` weights in
+        place, each stored the way this class multiplies (x @ W): tuned layers
+        (voice_app/tuned.py)."""
+        twin = copy.copy(self)
+        twin.weights = {**self.weights, **replaced}
+        return twin
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Unit-length sentence vectors, one row per text."""

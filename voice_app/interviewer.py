@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     # the same normalisation the matcher uses), so a run-time import here would be circular.
     from voice_app.delivery import Delivery
     from voice_app.embedding import Encoder, Vectors
-    from voice_app.learned import Floats
+    from voice_app.learned import Floats, LearnedModel
     from voice_app.rules import Dimension, Jargon, QuestionRules
 
 Span = tuple[int, int, int]  # (answer number, first token, end token) of a window
@@ -1007,12 +1007,13 @@ def _learned_results(
         return results
     whole = _whole_vector(answers, encoder)
     words = model.word_features(_grams_of(answer.tokens for answer in answers))
+    tuned = _tuned_log_odds(model, answers, encoder)
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
         if not allowed:
             continue
-        probability = judge.probability(vectors[allowed], whole, words)
+        probability = judge.probability(vectors[allowed], whole, words, tuned.get(name))
         result = results[name]
         if result.present and probability < judge.veto and len(result.evidence) < _UNVETOED:
             # A loose keyword the judge does not believe: a sign, not proof.
@@ -1030,6 +1031,19 @@ def _learned_results(
             hinted = result.hinted or probability >= model.hint_of(name)
             out[name] = DimensionResult(False, (), hinted, probability=probability)
     return out
+
+
+def _tuned_log_odds(
+    model: LearnedModel, answers: Sequence[_Answer], encoder: Encoder
+) -> dict[str, float]:
+    """The tuned encoder's log-odds per dimension (voice_app/tuned.py): each answer read whole,
+    the caller's most convincing answer counting for each dimension. Empty without a tuned
+    encoder, or with a stand-in sentence model it cannot run on (tests)."""
+    if model.tuned is None or not model.tuned.fits(encoder):
+        return {}
+    texts = [answer.joined for answer in answers if answer.tokens]
+    best = model.tuned.log_odds(encoder, texts).max(axis=0)
+    return {name: float(z) for name, z in zip(model.tuned.dimensions, best, strict=True)}
 
 
 def _semantic_results(

@@ -15,7 +15,7 @@ import json
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,6 +31,7 @@ from voice_app.interviewer import (
     normalize_keyword,
 )
 from voice_app.learned import LearnedModel, load_model
+from voice_app.tuned import load as load_tuned
 
 DEFAULT_GRAMMARS_DIR = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -77,7 +78,7 @@ _DIMENSION_KEYS = (
     "min_similarity",
 )
 _SEMANTIC_KEYS = ("window", "stride", "hint_margin")
-_LEARNED_KEYS = ("model",)
+_LEARNED_KEYS = ("model", "tuned")
 # An example is a phrase of about one window of speech: long enough to carry a meaning, short
 # enough that one idea dominates it.
 MIN_EXAMPLE_WORDS = 4
@@ -644,7 +645,8 @@ def _parse_question(
 def _learned(
     path: Path, checker: _Checker, data: Mapping[str, Any], names: tuple[str, ...]
 ) -> LearnedModel | None:
-    """The optional [learned] table: `model`, a JSON file beside the rules file."""
+    """The optional [learned] table: `model`, a JSON file beside the rules file, and `tuned`, an
+    optional safetensors file beside it (voice_app/tuned.py)."""
     if "learned" not in data:
         return None
     table = checker.table(data, "learned")
@@ -656,10 +658,23 @@ def _learned(
         checker.problem("learned.model", f"{name!r}: name a .json file beside the rules file")
         return None
     try:
-        return load_model(path.parent / name, names)
+        model = load_model(path.parent / name, names)
     except RulesError as error:
         checker.problem("learned.model", f"{error.path}: {error.key}: {error.problem}")
         return None
+    if "tuned" not in table:
+        return model
+    tuned_name = checker.text(table, "tuned", "learned")
+    if Path(tuned_name).name != tuned_name or not tuned_name.endswith(".safetensors"):
+        checker.problem(
+            "learned.tuned", f"{tuned_name!r}: name a .safetensors file beside the rules file"
+        )
+        return model
+    try:
+        return replace(model, tuned=load_tuned(path.parent / tuned_name, names))
+    except RulesError as error:
+        checker.problem("learned.tuned", f"{error.path}: {error.key}: {error.problem}")
+        return model
 
 
 def _word_families(checker: _Checker, data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
