@@ -33,8 +33,10 @@ estimate for unseen answers. What is cross-validated:
             earlier `pruned` system wrote every family out phrase by phrase; with this round's
             families that no longer finishes in reasonable time, and it was dropped
   learned   the rules with the learned judge (voice_app/learned.py) fitted on the other writers,
-            as `current` runs it; `learned@R` the same with another L2 penalty R, to show the
-            choice of learned.RIDGE
+            as `current` runs it, with the tuned encoder's log-odds for the held-out answers
+            from benchmarks/tuned_oof.json (layers fine-tuned on the folds without the writer,
+            scripts/train_encoder.py --folds 5; a note says when that file is missing);
+            `learned@R` the same with another L2 penalty R, to show the choice of learned.RIDGE
 Calibration of pruned-kw: on the rules file of an earlier round (main at 9ddc4fd, which had
 never seen blind2) blind2 scored 0.810 macro F1 as it was and 0.791 pruned-kw, blind1 0.814 and
 0.805; on the rules of the next round blind split 3 scored 0.793 where pruned-kw had promised
@@ -57,15 +59,18 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import random
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -79,6 +84,7 @@ from voice_app.interviewer import (  # noqa: E402
     counted_keywords,
     learned_features,
     learned_words,
+    normalize,
     pick_follow_up,
 )
 from voice_app.rules import Negation, QuestionRules, load_question  # noqa: E402
@@ -142,6 +148,9 @@ PRECISION = 0.9
 MIN_SUPPORT = 5
 # L2 penalties tried by the cross-validation (learned.RIDGE is the one that ships).
 RIDGES = (0.1, 0.3, 1.0)
+# Out-of-fold log-odds of the tuned encoder (scripts/train_encoder.py --folds 5): the
+# cross-validation's judges mix these in, as the shipped judge mixes its tuned encoder's.
+TUNED_OOF = ROOT / "benchmarks" / "tuned_oof.json"
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,33 @@ class System:
 
 # What the learned judge reads of one answer (`learned_features`), computed once per text.
 Rows = Callable[[str], dict[str, Any]]
+
+
+class StoredTuned:
+    """The tuned encoder's out-of-fold log-odds (`learned.Tuned`), looked up by the answer's
+    normalised text: each from layers fine-tuned without that answer's writer."""
+
+    def __init__(self, dimensions: Sequence[str], by_text: Mapping[str, Sequence[float]]) -> None:
+        self.dimensions = tuple(dimensions)
+        self.by_text = by_text
+
+    def fits(self, encoder: Any) -> bool:
+        return True
+
+    def log_odds(self, encoder: Any, texts: Sequence[str]) -> Any:
+        return np.array([self.by_text[text] for text in texts], dtype=np.float64)
+
+
+def stored_tuned(question: str, corpus: Sequence[Labelled]) -> StoredTuned | None:
+    """The out-of-fold tuned log-odds of `corpus` (TUNED_OOF), or None when the file is absent,
+    made for another question, or lacks one of the answers."""
+    if not TUNED_OOF.is_file():
+        return None
+    stored = json.loads(TUNED_OOF.read_text(encoding="utf-8"))
+    by_id = stored["log_odds"]
+    if stored.get("question") != question or any(item.id not in by_id for item in corpus):
+        return None
+    return StoredTuned(stored["dimensions"], {normalize(i.text): by_id[i.id] for i in corpus})
 
 
 def rows_of(rules: QuestionRules, encoder: Encoder) -> Rows:
@@ -590,6 +626,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds: dict[str, dict[str, Run]] = {}
     dropped: dict[str, int] = {}
     keywords = Counted(current)
+    tuned = stored_tuned(args.question, [item for split in tuning for item in corpora[split]])
+    if tuned is None and len(writers) > 1:
+        notes.append(
+            f"The cross-validation's judges ran without the tuned encoder: {TUNED_OOF.name} is "
+            "missing or does not cover these splits (scripts/train_encoder.py --folds 5)."
+        )
     if len(writers) > 1:
         for writer, own in writers.items():
             held = [item for split in own for item in corpora[split]]
@@ -604,6 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     # Only the vector model's ridge varies: its word model is the shipped one's.
                     other = fit_learned(current, others, rows, ridge, words=False)
                     judged = with_words_of(other, shipped)
+                if tuned is not None and judged.learned is not None:
+                    judged = replace(judged, learned=replace(judged.learned, tuned=tuned))
                 label = "learned" if ridge == learned.RIDGE else f"learned@{ridge:g}"
                 fold[label] = evaluate(System(judged, encoder), held)
             folds[writer] = fold

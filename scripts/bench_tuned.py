@@ -1,0 +1,352 @@
+"""Does the tuned encoder (voice_app/tuned.py) make the line judge writers it never saw better, and
+at which settings should the judge decide with it?
+
+    .venv/bin/python scripts/bench_tuned.py [--oof benchmarks/tuned_oof.json]
+        [--out benchmarks/tuned.md]
+
+Cross-validation by writer folds: the folds of the out-of-fold file that
+`scripts/train_encoder.py --folds 5` wrote (each answer's tuned log-odds from layers fine-tuned
+on the other folds' writers). For each fold the learned judge is fitted on the other folds'
+answers (as scripts/train_rubric.py fits it) and decides the fold's answers as
+voice_app/interviewer.py does: keyword hits, vetoed where the judge's probability is under the
+dimension's veto; dimensions the keywords missed shown at its threshold, hinted at its hint; the
+first follow-up picked by `pick_follow_up`. That decision is recomputed here from the stored
+probabilities, so that many settings can be tried; the run checks it against the interviewer
+itself on the first answers of each fold (the count that agree is printed).
+
+Systems, pooled over the folds:
+  rules            the keywords alone
+  learned          the judge as it shipped before the tuned encoder, with its settings
+                   (bench_rubric's VETOES, THRESHOLDS, HINTS): the baseline
+  +tuned           the same judge with the tuned encoder's log-odds mixed in
+                   (learned.TUNED_SHARE), same settings
+  +tuned, chosen   the same, each fold decided at the settings chosen on the other folds
+                   (vetoes and thresholds per dimension for F1, then hints for the follow-up)
+
+The settings chosen on all folds, what the judge should ship with, are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench_rubric import (  # noqa: E402
+    HINT_ONLY,
+    HINTS,
+    THRESHOLDS,
+    VETOES,
+    Labelled,
+    Run,
+    Score,
+    StoredTuned,
+    _words_of,
+    evaluate,
+    fit_learned,
+    load_corpus,
+    rows_of,
+    tuning_splits,
+    writer_of,
+)
+
+from voice_app import learned  # noqa: E402
+from voice_app.config import load_settings  # noqa: E402
+from voice_app.embedding import CachedEncoder, load_encoder  # noqa: E402
+from voice_app.interviewer import (  # noqa: E402
+    _UNVETOED,
+    Analysis,
+    DimensionResult,
+    analyze,
+    normalize,
+    pick_follow_up,
+)
+from voice_app.rules import QuestionRules, load_question  # noqa: E402
+
+QUESTION = "accomplishment"
+VETO_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+THRESHOLD_GRID = tuple(round(0.5 + 0.05 * n, 2) for n in range(10))
+HINT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
+CHECKED = 40  # answers per fold decided by the interviewer itself, to check the replay
+
+
+@dataclass(frozen=True)
+class Settings:
+    vetoes: Mapping[str, float]
+    thresholds: Mapping[str, float]
+    hints: Mapping[str, float]
+
+    def threshold(self, name: str) -> float:
+        return self.thresholds.get(name, learned.THRESHOLD)
+
+    def hint(self, name: str) -> float:
+        return self.hints.get(name, learned.HINT)
+
+
+SHIPPED = Settings(VETOES, THRESHOLDS, HINTS)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One answer as the judge meets it: the keyword results, whether the jargon check took the
+    background away, and the judge's probability per dimension (None: every window vetoed)."""
+
+    item: Labelled
+    keywords: Mapping[str, DimensionResult]
+    jargon_dimension: str | None
+    probability: Mapping[str, float | None]
+
+
+def decide(case: Case, names: Sequence[str], settings: Settings) -> dict[str, DimensionResult]:
+    """What interviewer._learned_results (and the jargon check after it) make of one answer."""
+    out: dict[str, DimensionResult] = {}
+    for name in names:
+        result, p = case.keywords[name], case.probability[name]
+        if name == case.jargon_dimension:
+            out[name] = DimensionResult(False, ())
+        elif p is None:
+            out[name] = result
+        elif (
+            result.present
+            and p < settings.vetoes.get(name, 0.0)
+            and (len(result.evidence) < _UNVETOED)
+        ):
+            out[name] = DimensionResult(False, (), True, probability=p)
+        elif result.present:
+            out[name] = DimensionResult(True, result.evidence, probability=p)
+        elif p >= settings.threshold(name) and name not in HINT_ONLY:
+            out[name] = DimensionResult(True, ("",), probability=p)
+        else:
+            hinted = result.hinted or p >= settings.hint(name)
+            out[name] = DimensionResult(False, (), hinted, probability=p)
+    return out
+
+
+def score(rules: QuestionRules, cases: Sequence[Case], settings: Settings) -> Run:
+    names = rules.probe_order
+    scores = {name: Score() for name in names}
+    right = 0
+    for case in cases:
+        dimensions = decide(case, names, settings)
+        for name in names:
+            said, truth = dimensions[name].present, name in case.item.shows
+            scores[name].tp += said and truth
+            scores[name].fp += said and not truth
+            scores[name].fn += truth and not said
+        analysis = Analysis(rules.id, dimensions, 0)
+        follow_up = pick_follow_up(rules, analysis, set(), random.Random(0))
+        missing = [name for name in names if name not in case.item.shows]
+        target = follow_up.dimension if follow_up else None
+        right += target in missing if target else not missing
+    return Run(scores, right, len(cases), [])
+
+
+def choose(rules: QuestionRules, cases: Sequence[Case]) -> Settings:
+    """Vetoes and thresholds per dimension for the best F1 on `cases`, then hints one dimension
+    at a time in probe order for the most follow-ups right (the first best on a tie)."""
+    vetoes: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
+    for name in rules.probe_order:
+        best = -1.0
+        for veto in VETO_GRID:
+            # A dimension that only hints is never shown by the judge: no threshold to choose.
+            for threshold in THRESHOLD_GRID if name not in HINT_ONLY else (learned.THRESHOLD,):
+                if veto >= threshold:
+                    continue
+                trial = Settings({name: veto}, {name: threshold}, {})
+                f1 = score(rules, cases, trial).scores[name].f1
+                if f1 > best:
+                    best, vetoes[name], thresholds[name] = f1, veto, threshold
+    for name in HINT_ONLY:
+        thresholds.pop(name, None)
+    hints = {name: learned.HINT for name in rules.probe_order}
+    for name in rules.probe_order:
+        best = -1.0
+        for hint in HINT_GRID:
+            if hint > thresholds.get(name, learned.THRESHOLD):
+                continue
+            trial = Settings(vetoes, thresholds, {**hints, name: hint})
+            right = score(rules, cases, trial).follow_up_right
+            if right > best:
+                best, hints[name] = right, hint
+    return Settings(vetoes, thresholds, hints)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--oof", default=str(ROOT / "benchmarks" / "tuned_oof.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "tuned.md"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    stored = json.loads(Path(args.oof).read_text(encoding="utf-8"))
+    rules = load_question(QUESTION)
+    rules = replace(rules, learned=None)
+    names = rules.probe_order
+    loaded = load_encoder(load_settings({"semantic": True}))
+    assert isinstance(loaded, CachedEncoder)
+    encoder = CachedEncoder(loaded.inner, entries=200_000)  # every window of the corpus
+    by_writer: dict[str, list[Labelled]] = {}
+    for split in tuning_splits(QUESTION):
+        items = load_corpus(QUESTION, split)
+        by_writer.setdefault(writer_of(QUESTION, split), []).extend(items)
+    folds: list[list[str]] = stored["folds"]
+    if sorted(w for fold in folds for w in fold) != sorted(by_writer):
+        sys.exit(f"{args.oof} was made on other writers: rerun scripts/train_encoder.py --folds 5")
+    tuned_by_id: dict[str, list[float]] = stored["log_odds"]
+    rows = rows_of(rules, encoder)
+    jargon = rules.jargon
+    systems: dict[str, list[Case]] = {"learned": [], "+tuned": []}
+    rules_runs: list[Run] = []
+    checked = agreed = 0
+    per_fold: list[list[Case]] = []
+    for number, held in enumerate(folds, 1):
+        test = [item for w in held for item in by_writer[w]]
+        train = [item for w in by_writer if w not in held for item in by_writer[w]]
+        judge = fit_learned(rules, train, rows).learned
+        assert judge is not None
+        rules_runs.append(evaluate_rules(rules, test))
+        fold_cases: dict[str, list[Case]] = {"learned": [], "+tuned": []}
+        for item in test:
+            alone = analyze(rules, [item.text])
+            lost = (
+                jargon.dimension
+                if jargon is not None and len(alone.unexplained) > jargon.max_unexplained
+                else None
+            )
+            features = rows(item.text)
+            words = judge.word_features(_words_of(item.text))
+            tuned = dict(zip(stored["dimensions"], tuned_by_id[item.id], strict=True))
+            for system, mixed in (("learned", False), ("+tuned", True)):
+                probability: dict[str, float | None] = {}
+                for name in names:
+                    if features[name] is None:
+                        probability[name] = None
+                        continue
+                    z = judge.dimensions[name].log_odds(
+                        features[name], words, tuned[name] if mixed else None
+                    )
+                    probability[name] = float(1 / (1 + np.exp(-z)))
+                fold_cases[system].append(Case(item, alone.dimensions, lost, probability))
+        # The replay against the interviewer itself, with the stored log-odds in its judge.
+        by_text = {normalize(item.text): tuned_by_id[item.id] for item in test}
+        live = replace(
+            rules, learned=replace(judge, tuned=StoredTuned(stored["dimensions"], by_text))
+        )
+        for case in fold_cases["+tuned"][:CHECKED]:
+            real = analyze(live, [case.item.text], encoder)
+            replay = decide(case, names, SHIPPED)
+            checked += 1
+            agreed += all(real.dimensions[n].present == replay[n].present for n in names) and (
+                pick_follow_up(live, real, set(), random.Random(0)).dimension
+                == pick_follow_up(
+                    live, Analysis(rules.id, replay, 0), set(), random.Random(0)
+                ).dimension
+            )
+        for system in systems:
+            systems[system].extend(fold_cases[system])
+        per_fold.append(fold_cases["+tuned"])
+        print(f"fold {number}/{len(folds)}: {len(test)} answers by {len(held)} writers", flush=True)
+
+    # Nested choice: each fold decided at the settings chosen on the other folds.
+    chosen_run = Run({name: Score() for name in names}, 0, 0, [])
+    for k, cases in enumerate(per_fold):
+        others = [c for j, other in enumerate(per_fold) if j != k for c in other]
+        run = score(rules, cases, choose(rules, others))
+        chosen_run = add(chosen_run, run)
+    ship = choose(rules, systems["+tuned"])
+    runs = {
+        "rules": sum_runs(rules_runs),
+        "learned": score(rules, systems["learned"], SHIPPED),
+        "+tuned": score(rules, systems["+tuned"], SHIPPED),
+        "+tuned, chosen": chosen_run,
+    }
+    lines = report(runs, names)
+    answers = len(systems["learned"])
+    lines += [
+        "",
+        f"{answers} answers by {len(by_writer)} writers in {len(folds)} folds ({args.oof}: "
+        f"{stored['settings']}). Replay checked against the interviewer on {checked} answers: "
+        f"{agreed} agree. Whole run {time.perf_counter() - started:.0f} s.",
+        "",
+        "Settings chosen on all folds (what the judge ships with):",
+        "",
+        f"- vetoes: {fmt(ship.vetoes)}",
+        f"- thresholds: {fmt(ship.thresholds)}",
+        f"- hints: {fmt(ship.hints)}",
+    ]
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.write_text(
+        "# The tuned encoder, cross-validated (`scripts/bench_tuned.py`)\n\n"
+        + "\n".join(lines)
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"\nwritten to {out}")
+    return 0 if checked == agreed else 1
+
+
+def evaluate_rules(rules: QuestionRules, corpus: Sequence[Labelled]) -> Run:
+    from bench_rubric import System
+
+    return evaluate(System(rules), corpus)
+
+
+def add(a: Run, b: Run) -> Run:
+    scores = {
+        name: Score(s.tp + b.scores[name].tp, s.fp + b.scores[name].fp, s.fn + b.scores[name].fn)
+        for name, s in a.scores.items()
+    }
+    return Run(scores, a.follow_up_right + b.follow_up_right, a.answers + b.answers, [])
+
+
+def sum_runs(runs: Sequence[Run]) -> Run:
+    total = runs[0]
+    for run in runs[1:]:
+        total = add(total, run)
+    return total
+
+
+def fmt(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in values.items())
+
+
+def report(runs: Mapping[str, Run], names: Sequence[str]) -> list[str]:
+    lines = [
+        "F1 per dimension, pooled over the folds (each answer judged by what was fitted on the "
+        "other folds' writers):",
+        "",
+        "| dimension | " + " | ".join(runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | " + " | ".join(f"{r.scores[name].f1:.3f}" for r in runs.values()) + " |"
+        )
+    lines.append("| macro F1 | " + " | ".join(f"{r.macro_f1():.3f}" for r in runs.values()) + " |")
+    lines.append(
+        "| follow-up right | "
+        + " | ".join(f"{r.follow_up_accuracy:.1%}" for r in runs.values())
+        + " |"
+    )
+    below = {system: [n for n in names if run.scores[n].f1 < 0.90] for system, run in runs.items()}
+    lines += [
+        "",
+        "Under the 0.90 goal: "
+        + "; ".join(f"{system}: {', '.join(b) or 'none'}" for system, b in below.items()),
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
