@@ -325,15 +325,21 @@ class _TorchBert:
         test answers), and the seconds training took."""
         n_train = len(y_train)
         layers, head, seconds = self.train(states[:n_train], start, y_train, epochs, lr)
+        return self.log_odds(states[n_train:], start, layers, head), seconds
+
+    def log_odds(
+        self, states: Sequence[Any], start: int, layers: Sequence[dict[str, Any]], head: Any
+    ) -> np.ndarray:
+        """The head's log-odds (one row per state, one column per dimension) of states taken
+        after layer `start`, through the trained `layers`, 64 at a time."""
         with torch.no_grad():
-            test = states[n_train:]
             z = torch.cat(
                 [
-                    head(self.pooled(test[i : i + 64], start, layers) * SCALE)
-                    for i in range(0, len(test), 64)
+                    head(self.pooled(states[i : i + 64], start, layers) * SCALE)
+                    for i in range(0, len(states), 64)
                 ]
             )
-        return z.numpy().astype(np.float64), seconds
+        return z.numpy().astype(np.float64)
 
     def train(
         self, states: Sequence[Any], start: int, labels: np.ndarray, epochs: int, lr: float

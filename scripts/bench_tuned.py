@@ -51,10 +51,12 @@ from bench_rubric import (  # noqa: E402
     Run,
     Score,
     StoredTuned,
+    System,
     _words_of,
     evaluate,
     fit_learned,
     load_corpus,
+    pooled,
     rows_of,
     tuning_splits,
     writer_of,
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = [item for w in by_writer if w not in held for item in by_writer[w]]
         judge = fit_learned(rules, train, rows).learned
         assert judge is not None
-        rules_runs.append(evaluate_rules(rules, test))
+        rules_runs.append(evaluate(System(rules), test))
         fold_cases: dict[str, list[Case]] = {"learned": [], "+tuned": []}
         for item in test:
             alone = analyze(rules, [item.text])
@@ -258,17 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fold {number}/{len(folds)}: {len(test)} answers by {len(held)} writers", flush=True)
 
     # Nested choice: each fold decided at the settings chosen on the other folds.
-    chosen_run = Run({name: Score() for name in names}, 0, 0, [])
+    chosen_runs: list[Run] = []
     for k, cases in enumerate(per_fold):
         others = [c for j, other in enumerate(per_fold) if j != k for c in other]
-        run = score(rules, cases, choose(rules, others))
-        chosen_run = add(chosen_run, run)
+        chosen_runs.append(score(rules, cases, choose(rules, others)))
     ship = choose(rules, systems["+tuned"])
     runs = {
-        "rules": sum_runs(rules_runs),
+        "rules": pooled(rules_runs),
         "learned": score(rules, systems["learned"], SHIPPED),
         "+tuned": score(rules, systems["+tuned"], SHIPPED),
-        "+tuned, chosen": chosen_run,
+        "+tuned, chosen": pooled(chosen_runs),
     }
     lines = report(runs, names)
     answers = len(systems["learned"])
@@ -294,27 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"\nwritten to {out}")
     return 0 if checked == agreed else 1
-
-
-def evaluate_rules(rules: QuestionRules, corpus: Sequence[Labelled]) -> Run:
-    from bench_rubric import System
-
-    return evaluate(System(rules), corpus)
-
-
-def add(a: Run, b: Run) -> Run:
-    scores = {
-        name: Score(s.tp + b.scores[name].tp, s.fp + b.scores[name].fp, s.fn + b.scores[name].fn)
-        for name, s in a.scores.items()
-    }
-    return Run(scores, a.follow_up_right + b.follow_up_right, a.answers + b.answers, [])
-
-
-def sum_runs(runs: Sequence[Run]) -> Run:
-    total = runs[0]
-    for run in runs[1:]:
-        total = add(total, run)
-    return total
 
 
 def fmt(values: Mapping[str, float]) -> str:

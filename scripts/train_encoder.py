@@ -63,7 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if torch is None:
         sys.exit("This script needs torch: `.venv/bin/pip install torch` (CPU build is enough).")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
     rules = load_question(args.question, with_model=False)
     names = list(rules.probe_order)
@@ -115,8 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     check = tuned.load(target, names)
     checked = texts[:CHECKED]
-    with torch.no_grad():
-        expect = head(bert.pooled(states[: len(checked)], start, layers) * SCALE).numpy()
+    expect = bert.log_odds(states[: len(checked)], start, layers, head)
     got = check.log_odds(base, checked)
     print(
         f"wrote {target.relative_to(ROOT)} ({target.stat().st_size / 1e6:.1f} MB): {trained_on}\n"
@@ -162,14 +160,7 @@ def _out_of_fold(
             states[: len(train)], start, _labels(train, names), EPOCHS, LR
         )
         seconds.append(took)
-        with torch.no_grad():
-            rest = states[len(train) :]
-            z = torch.cat(
-                [
-                    head(bert.pooled(rest[i : i + 64], start, layers) * SCALE)
-                    for i in range(0, len(rest), 64)
-                ]
-            ).numpy()
+        z = bert.log_odds(states[len(train) :], start, layers, head)
         for item, row in zip(test, z, strict=True):
             log_odds[item.id] = [round(float(v), 4) for v in row]
         print(
