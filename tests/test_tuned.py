@@ -150,6 +150,17 @@ def test_layers_tuned_from_another_model_are_refused_with_what_to_do(
         head.fits(encoder)
 
 
+def test_an_answer_judged_with_layers_of_another_model_is_refused_not_judged_without_them(
+    rules: QuestionRules, encoder: CachedEncoder, base: MiniLMEncoder, tmp_path: Path
+) -> None:
+    # The tuned pass runs beside the rest of the analysis: its refusal must still reach the caller.
+    path = _head_file(tmp_path / "t.safetensors", base, _layer(base, 5), model_fingerprint=1.5)
+    assert rules.learned is not None
+    foreign = replace(rules, learned=replace(rules.learned, tuned=tuned.load(path, NAMES)))
+    with pytest.raises(EmbeddingModelNotFound, match="VOICE_APP_EMBEDDING_MODEL"):
+        analyze(foreign, ["i rebuilt the rota and overtime fell by a third"], encoder)
+
+
 class _FlatEncoder:
     """A stand-in model: the same vector for every text."""
 

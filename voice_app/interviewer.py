@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from random import Random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 if TYPE_CHECKING:
     # Only for annotations: rules.py imports this module at run time (it validates keywords with
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from voice_app.learned import Floats, LearnedModel
     from voice_app.rules import Dimension, Jargon, QuestionRules
 
+_T = TypeVar("_T")
 Span = tuple[int, int, int]  # (answer number, first token, end token) of a window
 
 SMS_LIMIT = 320
@@ -623,6 +625,7 @@ class _Answer:
 
     def __init__(self, text: str, rules: QuestionRules) -> None:
         self.families: Families = tuple(rules.words.items())
+        self._found: dict[str, Sequence[tuple[int, int]]] = {}
         self.raw_words, self.tokens = _tokenize(text)
         self.joined = " ".join(token.text for token in self.tokens)
         self.starts: list[int] = []
@@ -650,16 +653,23 @@ class _Answer:
         """The normalised words of tokens start..end-1, as one string."""
         return " ".join(token.text for token in self.tokens[start:end])
 
-    def find(self, phrase: str) -> Iterable[tuple[int, int]]:
-        """(first, last) token indexes of each place the phrase occurs."""
-        for match in _phrase_regex(phrase, self.families).finditer(self.joined):
-            first = bisect_right(self.starts, match.start()) - 1
-            last = bisect_right(self.starts, match.end() - 1) - 1
-            yield first, last
+    def find(self, phrase: str) -> Sequence[tuple[int, int]]:
+        """(first, last) token indexes of each place the phrase occurs (remembered: a keyword is
+        looked for again when the judge checks which windows it negates)."""
+        found = self._found.get(phrase)
+        if found is None:
+            found = self._found[phrase] = tuple(
+                (
+                    bisect_right(self.starts, match.start()) - 1,
+                    bisect_right(self.starts, match.end() - 1) - 1,
+                )
+                for match in _phrase_regex(phrase, self.families).finditer(self.joined)
+            )
+        return found
 
     def says(self, phrase: str) -> bool:
         """Whether the phrase occurs anywhere in the answer."""
-        return next(iter(self.find(phrase)), None) is not None
+        return bool(self.find(phrase))
 
     def covered(self, phrases: Iterable[str]) -> set[int]:
         """Token indexes inside any occurrence of the phrases."""
@@ -1001,15 +1011,17 @@ def _learned_results(
     answers: Sequence[_Answer],
     results: dict[str, DimensionResult],
     encoder: Encoder,
+    tuned_log_odds: Callable[[], dict[str, float]],
 ) -> dict[str, DimensionResult]:
-    """The rules' results, with dimensions the keywords missed but the learned judge found."""
+    """The rules' results, with dimensions the keywords missed but the learned judge found
+    (`tuned_log_odds` gives the tuned encoder's, `_tuned_log_odds`)."""
     model = rules.learned
     spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
     whole = _whole_vector(answers, encoder)
     words = model.word_features(_grams_of(answer.tokens for answer in answers))
-    tuned = _tuned_log_odds(model, answers, encoder)
+    tuned = tuned_log_odds()
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
@@ -1033,6 +1045,31 @@ def _learned_results(
             hinted = result.hinted or probability >= model.hint_of(name)
             out[name] = DimensionResult(False, (), hinted, probability=probability)
     return out
+
+
+class _Beside(Generic[_T]):
+    """A function called on a thread of its own, started at once; `result` waits for it and
+    returns its value or raises its exception. A new thread each time rather than a pool: a pool
+    made before gunicorn forks would be left with threads that do not exist in the workers."""
+
+    def __init__(self, function: Callable[..., _T], *args: Any) -> None:
+        self._value: _T | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = function(*args)
+            except BaseException as error:  # handed to the caller by result()
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name="voice-app-beside", daemon=True)
+        self._thread.start()
+
+    def result(self) -> _T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return cast(_T, self._value)
 
 
 def _tuned_log_odds(
@@ -1100,11 +1137,21 @@ def analyze(
     signal); without one, by the keyword rules alone.
     """
     prepared = [_Answer(text, rules) for text in answers]
+    model = rules.learned
+    # The tuned encoder reads each answer whole with its own weights: the longest single step of
+    # an analysis, and independent of the rest, so it runs on a second core meanwhile (the caller
+    # waits for the slower of the two, not for their sum).
+    tuned_pass = (
+        _Beside(_tuned_log_odds, model, prepared, encoder)
+        if encoder is not None and model is not None and _spans(rules, prepared)
+        else None
+    )
     dimensions = {
         name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
     }
-    if encoder is not None and rules.learned is not None:
-        dimensions = _learned_results(rules, prepared, dimensions, encoder)
+    if encoder is not None and model is not None:
+        if tuned_pass is not None:  # else no window to judge: the rules' results stand
+            dimensions = _learned_results(rules, prepared, dimensions, encoder, tuned_pass.result)
     elif encoder is not None and rules.uses_examples:
         dimensions = _semantic_results(rules, prepared, dimensions, encoder)
     unexplained: list[str] = []
