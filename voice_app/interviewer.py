@@ -1011,17 +1011,16 @@ def _learned_results(
     answers: Sequence[_Answer],
     results: dict[str, DimensionResult],
     encoder: Encoder,
-    tuned_log_odds: Callable[[], dict[str, float]],
+    read_whole: Callable[[], tuple[Floats, dict[str, float]]],
 ) -> dict[str, DimensionResult]:
     """The rules' results, with dimensions the keywords missed but the learned judge found
-    (`tuned_log_odds` gives the tuned encoder's, `_tuned_log_odds`)."""
+    (`read_whole` gives what `_read_whole` read of the answers whole)."""
     model = rules.learned
     spans, vectors = _window_vectors(rules, answers, encoder)
     if model is None or not spans:
         return results
-    whole = _whole_vector(answers, encoder)
     words = model.word_features(_grams_of(answer.tokens for answer in answers))
-    tuned = tuned_log_odds()
+    whole, tuned = read_whole()
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
@@ -1070,6 +1069,15 @@ class _Beside(Generic[_T]):
         if self._error is not None:
             raise self._error
         return cast(_T, self._value)
+
+
+def _read_whole(
+    model: LearnedModel, answers: Sequence[_Answer], encoder: Encoder
+) -> tuple[Floats, dict[str, float]]:
+    """The judge's readings of each answer whole, made at once on two threads: the sentence
+    model's vector (`_whole_vector`) and the tuned encoder's log-odds (`_tuned_log_odds`)."""
+    tuned = _Beside(_tuned_log_odds, model, answers, encoder)
+    return _whole_vector(answers, encoder), tuned.result()
 
 
 def _tuned_log_odds(
@@ -1138,11 +1146,12 @@ def analyze(
     """
     prepared = [_Answer(text, rules) for text in answers]
     model = rules.learned
-    # The tuned encoder reads each answer whole with its own weights: the longest single step of
-    # an analysis, and independent of the rest, so it runs on a second core meanwhile (the caller
-    # waits for the slower of the two, not for their sum).
-    tuned_pass = (
-        _Beside(_tuned_log_odds, model, prepared, encoder)
+    # Reading each answer whole, with the published model and with the tuned encoder, are the
+    # longest steps of an analysis and need nothing else from it: each runs on a thread of its
+    # own while this one matches keywords and reads the windows (with a core free, the caller
+    # waits for the slowest of the three, not for their sum).
+    whole_pass = (
+        _Beside(_read_whole, model, prepared, encoder)
         if encoder is not None and model is not None and _spans(rules, prepared)
         else None
     )
@@ -1150,8 +1159,8 @@ def analyze(
         name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
     }
     if encoder is not None and model is not None:
-        if tuned_pass is not None:  # else no window to judge: the rules' results stand
-            dimensions = _learned_results(rules, prepared, dimensions, encoder, tuned_pass.result)
+        if whole_pass is not None:  # else no window to judge: the rules' results stand
+            dimensions = _learned_results(rules, prepared, dimensions, encoder, whole_pass.result)
     elif encoder is not None and rules.uses_examples:
         dimensions = _semantic_results(rules, prepared, dimensions, encoder)
     unexplained: list[str] = []
