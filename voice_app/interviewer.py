@@ -1011,16 +1011,16 @@ def _learned_results(
     answers: Sequence[_Answer],
     results: dict[str, DimensionResult],
     encoder: Encoder,
-    read_whole: Callable[[], tuple[Floats, dict[str, float]]],
+    whole_pass: _Beside[Floats],
+    tuned_pass: _Beside[dict[str, float]],
 ) -> dict[str, DimensionResult]:
-    """The rules' results, with dimensions the keywords missed but the learned judge found
-    (`read_whole` gives what `_read_whole` read of the answers whole)."""
+    """The rules' results, with dimensions the keywords missed but the learned judge found.
+    `whole_pass` and `tuned_pass` read the answers whole (`_whole_vector`, `_tuned_log_odds`)."""
     model = rules.learned
     spans, vectors = _window_vectors(rules, answers, encoder)
-    if model is None or not spans:
-        return results
+    assert model is not None and spans, "analyze judges only answers with windows"
     words = model.word_features(_grams_of(answer.tokens for answer in answers))
-    whole, tuned = read_whole()
+    whole, tuned = whole_pass.result(), tuned_pass.result()
     out = dict(results)
     for name, judge in model.dimensions.items():
         allowed = _allowed(rules.dimensions[name], answers, spans)
@@ -1069,15 +1069,6 @@ class _Beside(Generic[_T]):
         if self._error is not None:
             raise self._error
         return cast(_T, self._value)
-
-
-def _read_whole(
-    model: LearnedModel, answers: Sequence[_Answer], encoder: Encoder
-) -> tuple[Floats, dict[str, float]]:
-    """The judge's readings of each answer whole, made at once on two threads: the sentence
-    model's vector (`_whole_vector`) and the tuned encoder's log-odds (`_tuned_log_odds`)."""
-    tuned = _Beside(_tuned_log_odds, model, answers, encoder)
-    return _whole_vector(answers, encoder), tuned.result()
 
 
 def _tuned_log_odds(
@@ -1149,19 +1140,20 @@ def analyze(
     # Reading each answer whole, with the published model and with the tuned encoder, are the
     # longest steps of an analysis and need nothing else from it: each runs on a thread of its
     # own while this one matches keywords and reads the windows (with a core free, the caller
-    # waits for the slowest of the three, not for their sum).
-    whole_pass = (
-        _Beside(_read_whole, model, prepared, encoder)
-        if encoder is not None and model is not None and _spans(rules, prepared)
-        else None
-    )
+    # waits for the slowest of the three, not for their sum). Without a window to judge, the
+    # rules' results stand.
+    passes: tuple[_Beside[Floats], _Beside[dict[str, float]]] | None = None
+    if encoder is not None and model is not None and _spans(rules, prepared):
+        passes = (
+            _Beside(_whole_vector, prepared, encoder),
+            _Beside(_tuned_log_odds, model, prepared, encoder),
+        )
     dimensions = {
         name: _dimension_result(rules.dimensions[name], prepared) for name in rules.probe_order
     }
-    if encoder is not None and model is not None:
-        if whole_pass is not None:  # else no window to judge: the rules' results stand
-            dimensions = _learned_results(rules, prepared, dimensions, encoder, whole_pass.result)
-    elif encoder is not None and rules.uses_examples:
+    if encoder is not None and passes is not None:
+        dimensions = _learned_results(rules, prepared, dimensions, encoder, *passes)
+    elif encoder is not None and model is None and rules.uses_examples:
         dimensions = _semantic_results(rules, prepared, dimensions, encoder)
     unexplained: list[str] = []
     jargon = rules.jargon
