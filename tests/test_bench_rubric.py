@@ -211,7 +211,7 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
     assert len({bench.writer_of("accomplishment", split) for split in found}) == 52
 
 
-@pytest.mark.parametrize("number", [16])
+@pytest.mark.parametrize("number", [16, 17])
 def test_a_sealed_split_waiting_for_its_round_is_whole_and_no_tuning_data(
     bench: ModuleType, monkeypatch: pytest.MonkeyPatch, number: int
 ) -> None:
