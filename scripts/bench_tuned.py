@@ -2,7 +2,7 @@
 at which settings should the judge decide with it?
 
     .venv/bin/python scripts/bench_tuned.py [--oof benchmarks/tuned_oof.json]
-        [--out benchmarks/tuned.md]
+        [--out benchmarks/tuned.md] [--cases FILE]
 
 Cross-validation by writer folds: the folds of the out-of-fold file that
 `scripts/train_encoder.py --folds 5` wrote (each answer's tuned log-odds from layers fine-tuned
@@ -24,6 +24,10 @@ Systems, pooled over the folds:
                    (vetoes and thresholds per dimension for F1, then hints for the follow-up)
 
 The settings chosen on all folds, what the judge should ship with, are printed last.
+
+`--cases FILE` also writes every answer's out-of-fold case as JSON lines (id, writer's labels,
+the keywords' decision, the judge's probability with the tuned encoder, the line's decision at
+the shipped settings): what to read when looking for where a dimension goes wrong.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,6 +139,12 @@ def decide(case: Case, names: Sequence[str], settings: Settings) -> dict[str, Di
     return out
 
 
+def first_probed(rules: QuestionRules, analysis: Analysis) -> str | None:
+    """The dimension the line's first follow-up asks about (None: a deeper probe)."""
+    follow_up = pick_follow_up(rules, analysis, set(), random.Random(0))
+    return follow_up.dimension if follow_up else None
+
+
 def score(rules: QuestionRules, cases: Sequence[Case], settings: Settings) -> Run:
     names = rules.probe_order
     scores = {name: Score() for name in names}
@@ -145,10 +156,8 @@ def score(rules: QuestionRules, cases: Sequence[Case], settings: Settings) -> Ru
             scores[name].tp += said and truth
             scores[name].fp += said and not truth
             scores[name].fn += truth and not said
-        analysis = Analysis(rules.id, dimensions, 0)
-        follow_up = pick_follow_up(rules, analysis, set(), random.Random(0))
+        target = first_probed(rules, Analysis(rules.id, dimensions, 0))
         missing = [name for name in names if name not in case.item.shows]
-        target = follow_up.dimension if follow_up else None
         right += target in missing if target else not missing
     return Run(scores, right, len(cases), [])
 
@@ -188,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--oof", default=str(ROOT / "benchmarks" / "tuned_oof.json"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "tuned.md"))
+    parser.add_argument("--cases", help="also write every answer's out-of-fold case here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     stored = json.loads(Path(args.oof).read_text(encoding="utf-8"))
@@ -211,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules_runs: list[Run] = []
     checked = agreed = 0
     per_fold: list[list[Case]] = []
+    parts: dict[str, dict[str, tuple[float, float, float]]] = {}
     for number, held in enumerate(folds, 1):
         test = [item for w in held for item in by_writer[w]]
         train = [item for w in by_writer if w not in held for item in by_writer[w]]
@@ -228,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             features = rows(item.text)
             words = judge.word_features(_words_of(item.text))
             tuned = dict(zip(stored["dimensions"], tuned_by_id[item.id], strict=True))
+            parts[item.id] = {
+                name: _parts(judge.dimensions[name], features[name], words, tuned[name])
+                for name in names
+                if features[name] is not None
+            }
             for system, mixed in (("learned", False), ("+tuned", True)):
                 probability: dict[str, float | None] = {}
                 for name in names:
@@ -249,10 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             replay = decide(case, names, SHIPPED)
             checked += 1
             agreed += all(real.dimensions[n].present == replay[n].present for n in names) and (
-                pick_follow_up(live, real, set(), random.Random(0)).dimension
-                == pick_follow_up(
-                    live, Analysis(rules.id, replay, 0), set(), random.Random(0)
-                ).dimension
+                first_probed(live, real) == first_probed(live, Analysis(rules.id, replay, 0))
             )
         for system in systems:
             systems[system].extend(fold_cases[system])
@@ -294,7 +307,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoding="utf-8",
     )
     print(f"\nwritten to {out}")
+    if args.cases:
+        write_cases(Path(args.cases), systems["+tuned"], names, parts)
+        print(f"cases written to {args.cases}")
     return 0 if checked == agreed else 1
+
+
+def _parts(
+    model: learned.DimensionModel, features: Any, words: Any, tuned: float
+) -> tuple[float, float, float]:
+    """The judge's three log-odds before they are mixed: vector model, word model, tuned."""
+    vector = model.log_odds(features)
+    share = learned.WORDS_SHARE
+    heard = (model.log_odds(features, words) - (1 - share) * vector) / share
+    return vector, heard, tuned
+
+
+def write_cases(
+    path: Path,
+    cases: Sequence[Case],
+    names: Sequence[str],
+    parts: Mapping[str, Mapping[str, tuple[float, float, float]]],
+) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for case in cases:
+            line = {
+                "id": case.item.id,
+                "shows": sorted(case.item.shows),
+                "keywords": {
+                    n: len(case.keywords[n].evidence) for n in names if case.keywords[n].present
+                },
+                "parts": parts.get(case.item.id, {}),
+                "jargon": case.jargon_dimension,
+                "probability": dict(case.probability),
+                "decided": [n for n, r in decide(case, names, SHIPPED).items() if r.present],
+            }
+            out.write(json.dumps(line) + "\n")
 
 
 def fmt(values: Mapping[str, float]) -> str:
