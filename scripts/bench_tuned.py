@@ -292,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{stored['settings']}). Replay checked against the interviewer on {checked} answers: "
         f"{agreed} agree. Whole run {time.perf_counter() - started:.0f} s.",
         "",
-        "Settings chosen on all folds (what the judge ships with):",
+        "Settings chosen on all folds (what the judge would ship with if they were adopted; it"
+        " ships with bench_rubric's VETOES, THRESHOLDS and HINTS, the `learned` and `+tuned`"
+        " columns'):",
         "",
         f"- vetoes: {fmt(ship.vetoes)}",
         f"- thresholds: {fmt(ship.thresholds)}",
