@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules_runs: list[Run] = []
     checked = agreed = 0
     per_fold: list[list[Case]] = []
-    parts: dict[str, dict[str, tuple[float, float, float]]] = {}
+    parts: dict[str, dict[str, tuple[float, float | None, float]]] = {}
     for number, held in enumerate(folds, 1):
         test = [item for w in held for item in by_writer[w]]
         train = [item for w in by_writer if w not in held for item in by_writer[w]]
@@ -239,11 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             features = rows(item.text)
             words = judge.word_features(_words_of(item.text))
             tuned = dict(zip(stored["dimensions"], tuned_by_id[item.id], strict=True))
-            parts[item.id] = {
-                name: _parts(judge.dimensions[name], features[name], words, tuned[name])
-                for name in names
-                if features[name] is not None
-            }
+            if args.cases:
+                parts[item.id] = {
+                    name: _parts(judge.dimensions[name], features[name], words, tuned[name])
+                    for name in names
+                    if features[name] is not None
+                }
             for system, mixed in (("learned", False), ("+tuned", True)):
                 probability: dict[str, float | None] = {}
                 for name in names:
@@ -317,19 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parts(
     model: learned.DimensionModel, features: Any, words: Any, tuned: float
-) -> tuple[float, float, float]:
+) -> tuple[float, float | None, float]:
     """The judge's three log-odds before they are mixed: vector model, word model, tuned."""
-    vector = model.log_odds(features)
-    share = learned.WORDS_SHARE
-    heard = (model.log_odds(features, words) - (1 - share) * vector) / share
-    return vector, heard, tuned
+    return model.log_odds(features), model.word_log_odds(words), tuned
 
 
 def write_cases(
     path: Path,
     cases: Sequence[Case],
     names: Sequence[str],
-    parts: Mapping[str, Mapping[str, tuple[float, float, float]]],
+    parts: Mapping[str, Mapping[str, tuple[float, float | None, float]]],
 ) -> None:
     with path.open("w", encoding="utf-8") as out:
         for case in cases:

@@ -134,12 +134,19 @@ class DimensionModel:
         model has a word model its word features, and mixed with the tuned encoder's log-odds
         where given (TUNED_SHARE)."""
         z = float(features @ np.concatenate([self.mean, self.max, self.whole])) + self.bias
-        if self.words is not None and words is not None:
-            heard = float(np.asarray(words, dtype=np.float64) @ self.words) + self.words_bias
+        heard = None if words is None else self.word_log_odds(words)
+        if heard is not None:
             z = (1 - WORDS_SHARE) * z + WORDS_SHARE * heard
         if tuned is not None:
             z = (1 - TUNED_SHARE) * z + TUNED_SHARE * tuned
         return z
+
+    def word_log_odds(self, words: npt.NDArray[Any]) -> float | None:
+        """The word model's own log-odds from a conversation's word features; None in a model
+        without a word model."""
+        if self.words is None:
+            return None
+        return float(np.asarray(words, dtype=np.float64) @ self.words) + self.words_bias
 
     def window_scores(self, windows: npt.NDArray[Any]) -> Floats:
         """How much each window alone speaks for the dimension: picks the quote to show."""
