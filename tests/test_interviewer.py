@@ -116,8 +116,16 @@ TRANSCRIPTS: dict[str, tuple[str, set[str], set[str]]] = {
         "training and i mentored every new starter on my own time and turnover dropped to "
         "fifteen percent it matters to me because i started on the shop floor myself and "
         "looking back i would have involved the team sooner",
-        {"context", "company_goals", "contribution", "helping_others", "above_and_beyond",
-         "results", "values", "reflection"},
+        {
+            "context",
+            "company_goals",
+            "contribution",
+            "helping_others",
+            "above_and_beyond",
+            "results",
+            "values",
+            "reflection",
+        },
         set(),
     ),
     "teacher_no_results": (
@@ -192,9 +200,9 @@ def test_an_answer_only_about_we_lacks_contribution(rules: QuestionRules) -> Non
         "i think we were a great team and i was part of it"
     )
     assert not analyze(rules, [answer]).dimensions["contribution"].present
-    assert analyze(rules, [answer.replace("we built", "i built")]).dimensions[
-        "contribution"
-    ].present
+    assert (
+        analyze(rules, [answer.replace("we built", "i built")]).dimensions["contribution"].present
+    )
 
 
 def _shown(rules: QuestionRules, text: str) -> set[str]:
@@ -275,6 +283,16 @@ def test_keywords_in_an_answer_that_disclaims_the_result_are_not_counted(
     assert not counted_keywords(rules, ["we cut it in half but we never measured it"])["results"]
 
 
+def test_doubting_that_the_story_counts_is_no_doubt_about_its_outcome(
+    rules: QuestionRules,
+) -> None:
+    doubt = "i don't know if that counts but we cut the waiting list in half"
+    assert analyze(rules, [doubt]).dimensions["results"].present
+    # The same words about the outcome still disclaim it.
+    unknown = "we cut the waiting list in half but i don't know if it lasted"
+    assert not analyze(rules, [unknown]).dimensions["results"].present
+
+
 def test_a_result_told_after_saying_it_was_too_early_counts(rules: QuestionRules) -> None:
     first = "i rebuilt the rota but it's too early to say if it worked"
     later = "well the first month's figures came in and sickness dropped by a third"
@@ -315,7 +333,7 @@ def test_never_the_same_dimension_twice_then_deeper_then_nothing(rules: Question
         probed.add(follow_up.marker)
     dimensions = [f.dimension for f in asked if f.dimension is not None]
     assert dimensions == list(rules.probe_order)
-    assert [f.marker for f in asked[len(dimensions):]] == [
+    assert [f.marker for f in asked[len(dimensions) :]] == [
         deeper_marker(i) for i in range(len(rules.deeper_probes))
     ]
 
@@ -526,12 +544,14 @@ def test_reflection_inside_a_success_story_counts(rules: QuestionRules) -> None:
 
 
 def test_trained_as_is_about_the_speaker_not_helping_others(rules: QuestionRules) -> None:
-    assert not analyze(rules, ["i trained as a nurse at forty"]).dimensions[
-        "helping_others"
-    ].present
-    assert analyze(rules, ["i trained the new starters on the till"]).dimensions[
-        "helping_others"
-    ].present
+    assert (
+        not analyze(rules, ["i trained as a nurse at forty"]).dimensions["helping_others"].present
+    )
+    assert (
+        analyze(rules, ["i trained the new starters on the till"])
+        .dimensions["helping_others"]
+        .present
+    )
 
 
 def test_a_follow_up_answer_changes_the_next_follow_up(rules: QuestionRules) -> None:
@@ -626,21 +646,78 @@ def test_full_feedback_keeps_every_dimension_with_evidence(rules: QuestionRules)
     full = json.loads(json.dumps(feedback.full))
     assert [d["name"] for d in full["dimensions"]] == list(rules.probe_order)
     shown = {d["name"]: d["evidence"] for d in full["dimensions"] if d["present"]}
-    assert all(quotes and all(q in TRANSCRIPTS["nurse"][0] for q in quotes)
-               for quotes in shown.values())
+    assert all(
+        quotes and all(q in TRANSCRIPTS["nurse"][0] for q in quotes) for quotes in shown.values()
+    )
     assert full["improve"] == "company_goals"
     assert full["advice"] == {"kind": "dimension", "text": full["suggestion"]}
     assert full["delivery"] is None
 
 
 _VOCABULARY = [
-    'i', 'we', 'um', 'uh', 'you', 'know', 'led', 'built', 'cut', 'saved', 'twenty',
-    'percent', '42%', '$3.5m', "\xa3200k", 'three', 'times', 'faster', 'proud', 'because',
-    'the', 'problem', 'was', 'learned', 'mistake', 'target', 'goal', 'mentored', 'trained',
-    'the', 'team', 'e', 't', 'l', 'c', 'r', 'm', 'HCAs', '(healthcare', 'assistants)',
-    "caf\xe9", "\u2014", "\u201cquoted\u201d", "\u2026", "\u20ac5", '[unk]', "\U0001f600",
-    "\u6211", "\u0434\u0430", 'never', 'not', 'weekend', 'stayed', 'late', 'and', 'so',
-    'but', 'however.', '!', '?', 'a', 'hundred', 'sure',
+    "i",
+    "we",
+    "um",
+    "uh",
+    "you",
+    "know",
+    "led",
+    "built",
+    "cut",
+    "saved",
+    "twenty",
+    "percent",
+    "42%",
+    "$3.5m",
+    "\xa3200k",
+    "three",
+    "times",
+    "faster",
+    "proud",
+    "because",
+    "the",
+    "problem",
+    "was",
+    "learned",
+    "mistake",
+    "target",
+    "goal",
+    "mentored",
+    "trained",
+    "the",
+    "team",
+    "e",
+    "t",
+    "l",
+    "c",
+    "r",
+    "m",
+    "HCAs",
+    "(healthcare",
+    "assistants)",
+    "caf\xe9",
+    "\u2014",
+    "\u201cquoted\u201d",
+    "\u2026",
+    "\u20ac5",
+    "[unk]",
+    "\U0001f600",
+    "\u6211",
+    "\u0434\u0430",
+    "never",
+    "not",
+    "weekend",
+    "stayed",
+    "late",
+    "and",
+    "so",
+    "but",
+    "however.",
+    "!",
+    "?",
+    "a",
+    "hundred",
+    "sure",
 ]
 
 
@@ -656,9 +733,11 @@ def test_any_answer_and_delivery_gives_a_gsm7_text_within_two_segments(
     delivery = None
     if rng.random() < 0.6:
         delivery = Delivery(
-            talk_seconds=rng.uniform(0, 600), words=rng.randint(0, 2000),
+            talk_seconds=rng.uniform(0, 600),
+            words=rng.randint(0, 2000),
             words_per_minute=rng.choice([None, rng.uniform(40, 260)]),
-            long_pauses=rng.randint(0, 20), longest_pause=rng.uniform(0, 30),
+            long_pauses=rng.randint(0, 20),
+            longest_pause=rng.uniform(0, 30),
             fillers=rng.randint(0, 80),
         )
     feedback = summarize(rules, analyze(rules, answers), delivery)

@@ -851,12 +851,20 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
 
 
 def _disclaimed(dimension: Dimension, answers: Sequence[_Answer]) -> set[int]:
-    """Numbers of the answers in which the caller disclaims the dimension ("too early to say")."""
-    return {
-        number
-        for number, answer in enumerate(answers)
-        if any(answer.says(phrase) for phrase in dimension.disclaimers)
-    }
+    """Numbers of the answers in which the caller disclaims the dimension ("too early to say"),
+    a disclaimer inside one of the dimension's `ignore` phrases not counting, as a keyword there
+    does not ("i don't know if that counts as an accomplishment" doubts the story, not its
+    outcome)."""
+    disclaimed: set[int] = set()
+    for number, answer in enumerate(answers):
+        ignored = answer.covered(dimension.ignore) if dimension.disclaimers else set()
+        if any(
+            not ignored.intersection(range(first, last + 1))
+            for phrase in dimension.disclaimers
+            for first, last in answer.find(phrase)
+        ):
+            disclaimed.add(number)
+    return disclaimed
 
 
 def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
