@@ -830,7 +830,7 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     evidence: list[str] = []
     quoted: set[tuple[int, int]] = set()  # (answer, token) already inside a quote: no repeats
     ignored = [answer.covered(dimension.ignore) for answer in answers]
-    disclaimed = _disclaimed(dimension, answers)
+    disclaimed = _disclaimed(dimension, answers, ignored)
     for keyword in dimension.keywords:
         for number, first, last in _counting(keyword, answers, ignored, disclaimed):
             if (number, first) in quoted:
@@ -850,21 +850,20 @@ def _dimension_result(dimension: Dimension, answers: Sequence[_Answer]) -> Dimen
     return DimensionResult(False, (), hinted)
 
 
-def _disclaimed(dimension: Dimension, answers: Sequence[_Answer]) -> set[int]:
-    """Numbers of the answers in which the caller disclaims the dimension ("too early to say"),
-    a disclaimer inside one of the dimension's `ignore` phrases not counting, as a keyword there
-    does not ("i don't know if that counts as an accomplishment" doubts the story, not its
-    outcome)."""
-    disclaimed: set[int] = set()
-    for number, answer in enumerate(answers):
-        ignored = answer.covered(dimension.ignore) if dimension.disclaimers else set()
-        if any(
-            not ignored.intersection(range(first, last + 1))
-            for phrase in dimension.disclaimers
-            for first, last in answer.find(phrase)
-        ):
-            disclaimed.add(number)
-    return disclaimed
+def _disclaimed(
+    dimension: Dimension, answers: Sequence[_Answer], ignored: Sequence[set[int]]
+) -> set[int]:
+    """Numbers of the answers in which the caller disclaims the dimension ("too early to say").
+    A disclaimer inside one of the dimension's `ignore` phrases (`ignored`, per answer) does not
+    count, as a keyword there does not: "i don't know if that counts as an accomplishment"
+    doubts the story, not its outcome."""
+    return {
+        number
+        for number, answer in enumerate(answers)
+        for phrase in dimension.disclaimers
+        for first, last in answer.find(phrase)
+        if not ignored[number].intersection(range(first, last + 1))
+    }
 
 
 def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -879,7 +878,7 @@ def counted_keywords(rules: QuestionRules, answers: Sequence[str]) -> dict[str, 
     for name in rules.probe_order:
         dimension = rules.dimensions[name]
         ignored = [answer.covered(dimension.ignore) for answer in prepared]
-        disclaimed = _disclaimed(dimension, prepared)
+        disclaimed = _disclaimed(dimension, prepared, ignored)
         counted[name] = tuple(
             keyword
             for keyword in dimension.keywords
@@ -973,7 +972,8 @@ def _allowed(dimension: Dimension, answers: Sequence[_Answer], spans: Sequence[S
     """Indexes of the windows free of the dimension's negated keywords and hints, outside the
     answers that disclaim it."""
     vetoed = [_vetoed(dimension, answer) for answer in answers]
-    disclaimed = _disclaimed(dimension, answers)
+    ignored = [answer.covered(dimension.ignore) for answer in answers]
+    disclaimed = _disclaimed(dimension, answers, ignored)
     return [
         i
         for i, (n, a, b) in enumerate(spans)
