@@ -16,8 +16,8 @@ to the log-odds is printed), the head in float32.
 `--folds K` writes nothing beside the rules: it splits the tuning writers into K folds (each
 writer's answers in one fold), fine-tunes on all folds but one and scores the answers of the
 one left out, K times, and writes every answer's out-of-fold log-odds to `--out`. That file is
-what scripts/bench_rubric.py cross-validates the judge with (fine-tuning once per writer, 52
-times, would take a day on two cores).
+what scripts/bench_rubric.py cross-validates the judge with (fine-tuning once per writer, over
+fifty times, would take a day on two cores).
 """
 
 from __future__ import annotations
