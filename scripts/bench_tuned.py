@@ -21,7 +21,8 @@ Systems, pooled over the folds:
   +tuned           the same judge with the tuned encoder's log-odds mixed in
                    (learned.TUNED_SHARE), same settings
   +tuned, chosen   the same, each fold decided at the settings chosen on the other folds
-                   (vetoes and thresholds per dimension for F1, then hints for the follow-up)
+                   (vetoes and thresholds per dimension for F1, a threshold or none where the
+                   judge only hints the dimension; then hints for the follow-up)
 
 The settings chosen on all folds, what the judge should ship with, are printed last.
 
@@ -92,6 +93,7 @@ class Settings:
     vetoes: Mapping[str, float]
     thresholds: Mapping[str, float]
     hints: Mapping[str, float]
+    hint_only: frozenset[str] = frozenset()
 
     def threshold(self, name: str) -> float:
         return self.thresholds.get(name, learned.THRESHOLD)
@@ -100,7 +102,7 @@ class Settings:
         return self.hints.get(name, learned.HINT)
 
 
-SHIPPED = Settings(VETOES, THRESHOLDS, HINTS)
+SHIPPED = Settings(VETOES, THRESHOLDS, HINTS, frozenset(HINT_ONLY))
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def decide(case: Case, names: Sequence[str], settings: Settings) -> dict[str, Di
             out[name] = DimensionResult(False, (), True, probability=p)
         elif result.present:
             out[name] = DimensionResult(True, result.evidence, probability=p)
-        elif p >= settings.threshold(name) and name not in HINT_ONLY:
+        elif p >= settings.threshold(name) and name not in settings.hint_only:
             out[name] = DimensionResult(True, ("",), probability=p)
         else:
             hinted = result.hinted or p >= settings.hint(name)
@@ -163,34 +165,44 @@ def score(rules: QuestionRules, cases: Sequence[Case], settings: Settings) -> Ru
 
 
 def choose(rules: QuestionRules, cases: Sequence[Case]) -> Settings:
-    """Vetoes and thresholds per dimension for the best F1 on `cases`, then hints one dimension
-    at a time in probe order for the most follow-ups right (the first best on a tie)."""
+    """Vetoes and thresholds per dimension for the best F1 on `cases` (a threshold of None: the
+    judge only hints the dimension, tried first), then hints one dimension at a time in probe
+    order for the most follow-ups right (the first best on a tie)."""
     vetoes: dict[str, float] = {}
     thresholds: dict[str, float] = {}
+    hint_only: set[str] = set()
     for name in rules.probe_order:
         best = -1.0
         for veto in VETO_GRID:
-            # A dimension that only hints is never shown by the judge: no threshold to choose.
-            for threshold in THRESHOLD_GRID if name not in HINT_ONLY else (learned.THRESHOLD,):
-                if veto >= threshold:
+            for threshold in (None, *THRESHOLD_GRID):
+                if threshold is not None and veto >= threshold:
                     continue
-                trial = Settings({name: veto}, {name: threshold}, {})
+                trial = Settings(
+                    {name: veto},
+                    {} if threshold is None else {name: threshold},
+                    {},
+                    frozenset() if threshold is not None else frozenset({name}),
+                )
                 f1 = score(rules, cases, trial).scores[name].f1
                 if f1 > best:
-                    best, vetoes[name], thresholds[name] = f1, veto, threshold
-    for name in HINT_ONLY:
-        thresholds.pop(name, None)
+                    best, vetoes[name] = f1, veto
+                    thresholds.pop(name, None)
+                    hint_only.discard(name)
+                    if threshold is None:
+                        hint_only.add(name)
+                    else:
+                        thresholds[name] = threshold
     hints = {name: learned.HINT for name in rules.probe_order}
     for name in rules.probe_order:
         best = -1.0
         for hint in HINT_GRID:
             if hint > thresholds.get(name, learned.THRESHOLD):
                 continue
-            trial = Settings(vetoes, thresholds, {**hints, name: hint})
+            trial = Settings(vetoes, thresholds, {**hints, name: hint}, frozenset(hint_only))
             right = score(rules, cases, trial).follow_up_right
             if right > best:
                 best, hints[name] = right, hint
-    return Settings(vetoes, thresholds, hints)
+    return Settings(vetoes, thresholds, hints, frozenset(hint_only))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,9 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{agreed} agree. Whole run {time.perf_counter() - started:.0f} s.",
         "",
         "Settings chosen on all folds (what the judge would ship with if they were adopted; it"
-        " ships with bench_rubric's VETOES, THRESHOLDS and HINTS, the `learned` and `+tuned`"
-        " columns'):",
+        " ships with bench_rubric's HINT_ONLY, VETOES, THRESHOLDS and HINTS, the `learned` and"
+        " `+tuned` columns'):",
         "",
+        f"- only hinted by the judge: {', '.join(sorted(ship.hint_only)) or 'none'}",
         f"- vetoes: {fmt(ship.vetoes)}",
         f"- thresholds: {fmt(ship.thresholds)}",
         f"- hints: {fmt(ship.hints)}",

@@ -67,10 +67,17 @@ def test_a_veto_takes_a_keyword_hit_away_unless_heard_in_enough_places(bench: Mo
     assert bench.choose(rules, cases).vetoes["results"] == 0.1
 
 
-def test_a_dimension_that_only_hints_gets_no_threshold(bench: ModuleType) -> None:
+def test_the_judge_shows_a_dimension_alone_only_where_that_is_chosen(bench: ModuleType) -> None:
     rules = load_question("accomplishment", with_model=False)
-    cases = [_case(bench, {"contribution"}, 0.95, name="contribution") for _ in range(3)]
-    chosen = bench.choose(rules, cases)
-    assert "contribution" not in chosen.thresholds
-    # The judge alone never shows it, however sure.
-    assert not bench.score(rules, cases, chosen).scores["contribution"].tp
+    # Sure and right without a keyword: the judge is given a threshold and shows them.
+    heard = [_case(bench, {"contribution"}, 0.95, name="contribution") for _ in range(3)]
+    chosen = bench.choose(rules, heard)
+    assert "contribution" not in chosen.hint_only and "contribution" in chosen.thresholds
+    assert bench.score(rules, heard, chosen).scores["contribution"].tp == 3
+    # Sure and wrong as often as right: it only hints the dimension, and the keywords decide.
+    misled = [_case(bench, {"contribution"}, 0.95, keyword=1, name="contribution")] * 3
+    misled += [_case(bench, set(), 0.95, name="contribution")] * 3
+    chosen = bench.choose(rules, misled)
+    assert "contribution" in chosen.hint_only and "contribution" not in chosen.thresholds
+    found = bench.score(rules, misled, chosen).scores["contribution"]
+    assert (found.tp, found.fp) == (3, 0)
