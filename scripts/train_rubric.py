@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(corpus)} labelled answers by {len(writers)} writers (tests/corpus/: "
         f"{', '.join(splits)}); ridge {learned.RIDGE}; word model: {learned.WORDS} words, "
         f"ridge {learned.WORDS_RIDGE}, share {learned.WORDS_SHARE}; "
-        f"only hints: {', '.join(HINT_ONLY)}; "
+        f"only hints: {', '.join(HINT_ONLY) or 'none'}; "
         f"vetoes: {listed(VETOES)}; own thresholds: {listed(THRESHOLDS)}; "
         f"own hints: {listed(HINTS)}"
     )

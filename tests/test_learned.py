@@ -413,14 +413,13 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
 ) -> None:
     # Said in everyday words the keyword rules do not cover: the trained model still hears them.
     assert rules.learned is not None
-    hinting = [n for n, d in rules.learned.dimensions.items() if d.hint_only]
-    assert hinting == ["contribution", "reflection"]
+    assert not [n for n, d in rules.learned.dimensions.items() if d.hint_only]
     assert {n: d.veto for n, d in rules.learned.dimensions.items() if d.veto} == {
         "results": 0.25,
-        "contribution": 0.2,
+        "contribution": 0.4,
         "values": 0.1,
         "context": 0.5,
-        "reflection": 0.15,
+        "reflection": 0.4,
         "company_goals": 0.1,
         "helping_others": 0.2,
     }
@@ -429,8 +428,9 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
         "results": 0.65,
         "values": 0.65,
         "context": 0.55,
+        "reflection": 0.8,
         "helping_others": 0.55,
-        "above_and_beyond": 0.75,
+        "above_and_beyond": 0.6,
     }
     assert {n: rules.learned.hint_of(n) for n in rules.learned.dimensions} == {
         **{n: rules.learned.hint for n in rules.learned.dimensions},
@@ -443,9 +443,21 @@ def test_the_shipped_judge_hears_what_no_keyword_lists(
             "none of that was in my job description i just kept turning up on sundays to get it "
             "finished and i never claimed the hours",
         ),
+        (
+            # No "i" with an action verb for the keywords, yet plainly the speaker's own work.
+            "contribution",
+            "the new rota was all my own work start to finish drew it up on the kitchen table "
+            "over a weekend and took it to the manager on monday",
+        ),
     ):
         assert not analyze(rules, [answer]).dimensions[name].present, name
         assert analyze(rules, [answer], encoder).dimensions[name].present, name
+    # Shown by the judge too since it tells "I" from "we": a team's story is still no one's own.
+    team = (
+        "we were a team of six and we rebuilt the whole booking system together over the summer "
+        "and the team did a great job and everybody pulled their weight"
+    )
+    assert not analyze(rules, [team], encoder).dimensions["contribution"].present
 
 
 def test_the_model_file_is_what_training_on_the_corpus_gives() -> None:

@@ -29,11 +29,11 @@ that comes close but not close enough marks the dimension as hinted, for the fol
 A question with a learned judge (voice_app/learned.py) uses it instead of the examples, with the
 same vetoes: a dimension the keywords missed counts when its probability reaches the model's
 threshold, and is hinted above the model's hint (or the dimension's own threshold and hint, where
-the model sets them); a `hint_only` dimension (contribution) is never shown by the judge, only
-hinted; a dimension with a `veto` loses a keyword hit whose probability stays below it (hinted
-instead), unless its keywords were heard in three separate places. Where the question also has a
-tuned encoder (voice_app/tuned.py), its log-odds for each dimension, read from the caller's
-answers whole (the most convincing answer counts), are mixed into the judge's.
+the model sets them); a `hint_only` dimension is never shown by the judge, only hinted; a
+dimension with a `veto` loses a keyword hit whose probability stays below it (hinted instead),
+unless its keywords were heard in three separate places. Where the question also has a tuned
+encoder (voice_app/tuned.py), its log-odds for each dimension, read from the caller's answers
+whole (the most convincing answer counts), are mixed into the judge's.
 
 Follow-up bookkeeping: the call flow keeps the set of `FollowUp.marker` values already asked.
 A dimension's marker is its name; the deeper probe at index N of `deeper_probes` is "deeper:N".
