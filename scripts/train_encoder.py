@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 try:
-    import torch
+    import torch  # type: ignore[import-not-found, unused-ignore]  # optional: see main()
 except ImportError:  # told in main()
-    torch = None
+    torch = None  # type: ignore[assignment, unused-ignore]  # a module once torch is installed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
