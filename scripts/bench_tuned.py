@@ -172,26 +172,22 @@ def choose(rules: QuestionRules, cases: Sequence[Case]) -> Settings:
     thresholds: dict[str, float] = {}
     hint_only: set[str] = set()
     for name in rules.probe_order:
-        best = -1.0
+        best, shown_from = -1.0, None
         for veto in VETO_GRID:
             for threshold in (None, *THRESHOLD_GRID):
-                if threshold is not None and veto >= threshold:
+                if threshold is None:
+                    trial = Settings({name: veto}, {}, {}, frozenset({name}))
+                elif veto < threshold:
+                    trial = Settings({name: veto}, {name: threshold}, {})
+                else:
                     continue
-                trial = Settings(
-                    {name: veto},
-                    {} if threshold is None else {name: threshold},
-                    {},
-                    frozenset() if threshold is not None else frozenset({name}),
-                )
                 f1 = score(rules, cases, trial).scores[name].f1
                 if f1 > best:
-                    best, vetoes[name] = f1, veto
-                    thresholds.pop(name, None)
-                    hint_only.discard(name)
-                    if threshold is None:
-                        hint_only.add(name)
-                    else:
-                        thresholds[name] = threshold
+                    best, vetoes[name], shown_from = f1, veto, threshold
+        if shown_from is None:
+            hint_only.add(name)
+        else:
+            thresholds[name] = shown_from
     hints = {name: learned.HINT for name in rules.probe_order}
     for name in rules.probe_order:
         best = -1.0
