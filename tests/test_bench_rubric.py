@@ -212,7 +212,7 @@ def test_every_split_but_the_sealed_one_is_tuning_data_in_history_order(
     assert len({bench.writer_of("accomplishment", split) for split in found}) == 60
 
 
-@pytest.mark.parametrize("number", [20])
+@pytest.mark.parametrize("number", [20, 21])
 def test_a_sealed_split_waiting_for_its_round_is_whole_and_no_tuning_data(
     bench: ModuleType, monkeypatch: pytest.MonkeyPatch, number: int
 ) -> None:
